@@ -1,0 +1,1059 @@
+//! The TOML configuration: raw serde structs that reject unknown keys, validated into a
+//! ready-to-use [`Config`]. `parse` works on a string (for tests), `load` on a file.
+
+use crate::error::{Error, Result};
+use crate::model::Frequency;
+use chrono::Weekday;
+use chrono_tz::Tz;
+use lettre::message::Mailbox;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The config file used when neither `--config` nor `$PAPER_DIGEST_CONFIG` names one.
+pub const DEFAULT_PATH: &str = "paper-digest.toml";
+/// Environment variable naming the config file.
+pub const ENV_VAR: &str = "PAPER_DIGEST_CONFIG";
+
+// ---------------------------------------------------------------------------------------
+// Raw, as written in the file.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    digest: RawDigest,
+    #[serde(default)]
+    sources: RawSources,
+    #[serde(default)]
+    http: RawHttp,
+    mail: RawMail,
+    #[serde(default)]
+    topics: BTreeMap<String, RawTopic>,
+    #[serde(default)]
+    subscribers: Vec<RawSubscriber>,
+    alerts: Option<RawAlerts>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDigest {
+    max_papers: usize,
+    lookback_days: u32,
+    send_empty: bool,
+    database: PathBuf,
+    timezone: String,
+    schedule: String,
+    templates: Option<PathBuf>,
+    min_score: f64,
+    trending_weight: f64,
+    recency_weight: f64,
+    lock_file: Option<PathBuf>,
+}
+
+impl Default for RawDigest {
+    fn default() -> Self {
+        Self {
+            max_papers: 10,
+            lookback_days: 3,
+            send_empty: false,
+            database: PathBuf::from("paper-digest.sqlite3"),
+            timezone: "UTC".into(),
+            schedule: "0 0 7 * * *".into(),
+            templates: None,
+            min_score: 0.0,
+            trending_weight: 1.0,
+            recency_weight: 0.5,
+            lock_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSources {
+    huggingface: Option<RawHuggingFace>,
+    arxiv: Option<RawArxiv>,
+    #[serde(default)]
+    feeds: Vec<RawFeed>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHuggingFace {
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default = "hf_base")]
+    base_url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArxiv {
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default = "arxiv_base")]
+    base_url: String,
+    #[serde(default)]
+    categories: Vec<String>,
+    query: Option<String>,
+    #[serde(default = "arxiv_max_results")]
+    max_results: usize,
+    #[serde(default = "arxiv_page_size")]
+    page_size: usize,
+    #[serde(default = "arxiv_delay")]
+    delay_secs: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeed {
+    name: String,
+    url: String,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawHttp {
+    timeout_secs: f64,
+    connect_timeout_secs: f64,
+    max_body_bytes: u64,
+    max_attempts: u32,
+    backoff_base_ms: u64,
+    backoff_max_secs: f64,
+    max_redirects: usize,
+    user_agent: Option<String>,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        Self {
+            timeout_secs: 30.0,
+            connect_timeout_secs: 10.0,
+            max_body_bytes: 20 * 1024 * 1024,
+            max_attempts: 4,
+            backoff_base_ms: 1000,
+            backoff_max_secs: 60.0,
+            max_redirects: 5,
+            user_agent: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMail {
+    from: String,
+    reply_to: Option<String>,
+    #[serde(default)]
+    transport: TransportKind,
+    list_id: Option<String>,
+    unsubscribe_mailto: Option<String>,
+    unsubscribe_url: Option<String>,
+    file: Option<RawFileTransport>,
+    smtp: Option<RawSmtp>,
+    sendmail: Option<RawSendmail>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFileTransport {
+    #[serde(default = "outbox")]
+    dir: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSendmail {
+    #[serde(default = "sendmail_cmd")]
+    command: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: String,
+    port: Option<u16>,
+    #[serde(default)]
+    security: Security,
+    username: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    password_credential: Option<String>,
+    #[serde(default)]
+    allow_insecure: bool,
+    #[serde(default = "smtp_concurrency")]
+    concurrency: usize,
+    rate_limit: Option<f64>,
+    max_per_hour: Option<u32>,
+    #[serde(default = "smtp_attempts")]
+    max_attempts: u32,
+    #[serde(default = "smtp_timeout")]
+    timeout_secs: f64,
+    #[serde(default = "smtp_backoff")]
+    backoff_base_ms: u64,
+    helo_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopic {
+    #[serde(default)]
+    keywords: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    #[serde(default)]
+    require: Vec<String>,
+    #[serde(default)]
+    authors: Vec<String>,
+    #[serde(default)]
+    categories: Vec<String>,
+    #[serde(default = "one")]
+    weight: f64,
+    min_score: Option<f64>,
+    #[serde(default)]
+    like: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubscriber {
+    email: String,
+    name: Option<String>,
+    #[serde(default)]
+    topics: Vec<String>,
+    max_papers: Option<usize>,
+    min_score: Option<f64>,
+    trending_weight: Option<f64>,
+    #[serde(default)]
+    frequency: Frequency,
+    weekday: Option<String>,
+    timezone: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    email: String,
+    #[serde(default = "three")]
+    after_failures: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> f64 {
+    1.0
+}
+fn three() -> u32 {
+    3
+}
+fn hf_base() -> String {
+    "https://huggingface.co".into()
+}
+fn arxiv_base() -> String {
+    "https://export.arxiv.org".into()
+}
+fn arxiv_max_results() -> usize {
+    200
+}
+fn arxiv_page_size() -> usize {
+    100
+}
+fn arxiv_delay() -> f64 {
+    3.0
+}
+fn outbox() -> PathBuf {
+    PathBuf::from("outbox")
+}
+fn sendmail_cmd() -> PathBuf {
+    PathBuf::from("/usr/sbin/sendmail")
+}
+fn smtp_concurrency() -> usize {
+    4
+}
+fn smtp_attempts() -> u32 {
+    3
+}
+fn smtp_timeout() -> f64 {
+    30.0
+}
+fn smtp_backoff() -> u64 {
+    1000
+}
+
+// ---------------------------------------------------------------------------------------
+// Validated, ready to use.
+
+/// A secret string (the SMTP password). Its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself: call only where it is handed to the transport.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(\"***\")")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was loaded from (or a placeholder for `parse`).
+    pub path: PathBuf,
+    pub digest: DigestSettings,
+    pub sources: Sources,
+    pub http: HttpSettings,
+    pub mail: MailSettings,
+    pub topics: BTreeMap<String, Topic>,
+    pub subscribers: Vec<Subscriber>,
+    pub alerts: Option<Alerts>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DigestSettings {
+    pub max_papers: usize,
+    pub lookback_days: u32,
+    pub send_empty: bool,
+    /// Absolute (resolved against the config file's folder).
+    pub database: PathBuf,
+    pub timezone: Tz,
+    /// Cron expression with seconds, for `daemon`.
+    pub schedule: String,
+    pub templates: Option<PathBuf>,
+    pub min_score: f64,
+    pub trending_weight: f64,
+    pub recency_weight: f64,
+    /// The single-instance lock file; defaults to the database path plus `.lock`.
+    pub lock_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub huggingface: Option<HuggingFaceSettings>,
+    pub arxiv: Option<ArxivSettings>,
+    pub feeds: Vec<FeedSettings>,
+}
+
+impl Sources {
+    pub fn is_empty(&self) -> bool {
+        self.huggingface.is_none() && self.arxiv.is_none() && self.feeds.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HuggingFaceSettings {
+    pub base_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ArxivSettings {
+    pub base_url: String,
+    pub categories: Vec<String>,
+    pub query: Option<String>,
+    pub max_results: usize,
+    pub page_size: usize,
+    /// Gap between two requests to the same host (arXiv asks for 3 s).
+    pub delay: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct FeedSettings {
+    pub name: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_body_bytes: u64,
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub max_redirects: usize,
+    pub user_agent: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    #[default]
+    File,
+    Smtp,
+    Sendmail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    #[default]
+    Starttls,
+    Tls,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    pub from: Mailbox,
+    pub reply_to: Option<Mailbox>,
+    pub transport: TransportKind,
+    pub list_id: String,
+    pub unsubscribe_mailto: Option<String>,
+    pub unsubscribe_url: Option<String>,
+    pub file_dir: PathBuf,
+    pub sendmail_command: PathBuf,
+    pub smtp: Option<SmtpSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub concurrency: usize,
+    pub rate_limit: Option<f64>,
+    pub max_per_hour: Option<u32>,
+    pub max_attempts: u32,
+    pub timeout: Duration,
+    pub backoff_base: Duration,
+    pub helo_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topic {
+    pub name: String,
+    pub keywords: Vec<String>,
+    pub exclude: Vec<String>,
+    pub require: Vec<String>,
+    pub authors: Vec<String>,
+    pub categories: Vec<String>,
+    pub weight: f64,
+    pub min_score: Option<f64>,
+    pub like: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    pub email: Mailbox,
+    /// Lowercased address: the subscriber's key in the database.
+    pub key: String,
+    pub topics: Vec<String>,
+    pub max_papers: usize,
+    pub min_score: f64,
+    pub trending_weight: f64,
+    pub frequency: Frequency,
+    pub weekday: Weekday,
+    pub timezone: Tz,
+}
+
+#[derive(Debug, Clone)]
+pub struct Alerts {
+    pub email: Mailbox,
+    pub after_failures: u32,
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            line: None,
+            column: None,
+            key: None,
+            message: format!("cannot read the config file: {e}"),
+        })?;
+        let base = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let base = std::path::absolute(&base).unwrap_or(base);
+        Self::parse_with(&text, path, &base, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses `text` as if it were the file `path`; relative paths resolve against `base`.
+    /// `env` looks up environment variables (the SMTP password).
+    pub fn parse_with(
+        text: &str,
+        path: &Path,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
+        Validator { path, base, env }.validate(raw)
+    }
+
+    /// Parses `text` with relative paths against the current folder and the real environment.
+    pub fn parse(text: &str) -> Result<Config> {
+        Self::parse_with(text, Path::new("<config>"), Path::new("."), &|name| std::env::var(name).ok())
+    }
+
+    pub fn subscriber(&self, email: &str) -> Option<&Subscriber> {
+        let key = email.trim().to_lowercase();
+        self.subscribers.iter().find(|s| s.key == key)
+    }
+}
+
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
+    let (line, column) = match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+            (Some(line), Some(column))
+        }
+        None => (None, None),
+    };
+    // toml's message repeats the snippet on several lines; the first line says what is wrong.
+    let message = e.message().lines().next().unwrap_or("invalid TOML").to_string();
+    let key = key_at(text, line);
+    Error::Config { path: path.to_path_buf(), line, column, key, message }
+}
+
+/// The dotted key of the line an error points at: the nearest `[table]` header plus the key.
+fn key_at(text: &str, line: Option<usize>) -> Option<String> {
+    let line = line?;
+    let lines: Vec<&str> = text.lines().collect();
+    let here = lines.get(line.checked_sub(1)?)?.trim();
+    let table = lines[..line - 1]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let key = here.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string());
+    match (table, key) {
+        (Some(t), Some(k)) if !here.starts_with('[') => Some(format!("{t}.{k}")),
+        (None, Some(k)) => Some(k),
+        (Some(t), _) => Some(t),
+        (None, None) => None,
+    }
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+    base: &'a Path,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Validator<'_> {
+    fn err(&self, key: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::config(self.path, key, message)
+    }
+
+    fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) }
+    }
+
+    fn tz(&self, key: &str, name: &str) -> Result<Tz> {
+        name.parse::<Tz>().map_err(|_| {
+            self.err(
+                key,
+                format!(
+                    "`{name}` is not an IANA time zone name (expected e.g. \"Europe/Berlin\" or \"UTC\")"
+                ),
+            )
+        })
+    }
+
+    fn mailbox(&self, key: &str, value: &str) -> Result<Mailbox> {
+        value.trim().parse::<Mailbox>().map_err(|e| {
+            self.err(key, format!("`{value}` is not a valid email address ({e}); expected \"name@example.org\" or \"Name <name@example.org>\""))
+        })
+    }
+
+    fn url(&self, key: &str, value: &str) -> Result<String> {
+        match url::Url::parse(value) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(value.trim_end_matches('/').to_string()),
+            Ok(u) => Err(self.err(
+                key,
+                format!("`{value}` uses the scheme `{}`; expected an http or https URL", u.scheme()),
+            )),
+            Err(e) => Err(self.err(key, format!("`{value}` is not a URL ({e})"))),
+        }
+    }
+
+    fn positive(&self, key: &str, v: f64) -> Result<Duration> {
+        if v.is_finite() && v >= 0.0 {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(self.err(key, format!("expected a number of seconds >= 0, got {v}")))
+        }
+    }
+
+    #[allow(clippy::too_many_lines)]
+    fn validate(&self, raw: RawConfig) -> Result<Config> {
+        let d = raw.digest;
+        if d.max_papers == 0 {
+            return Err(self.err("digest.max_papers", "expected at least 1"));
+        }
+        if d.lookback_days == 0 || d.lookback_days > 60 {
+            return Err(self.err("digest.lookback_days", "expected a number of days from 1 to 60"));
+        }
+        let timezone = self.tz("digest.timezone", &d.timezone)?;
+        let cron = croner::parser::CronParser::builder().seconds(croner::parser::Seconds::Required).build();
+        if let Err(e) = cron.parse(&d.schedule) {
+            return Err(self.err(
+                "digest.schedule",
+                format!(
+                    "`{}` is not a cron expression with seconds ({e}); expected e.g. \"0 0 7 * * *\"",
+                    d.schedule
+                ),
+            ));
+        }
+        let database = self.resolve(&d.database);
+        let lock_file = d.lock_file.as_deref().map_or_else(
+            || {
+                let mut s = database.clone().into_os_string();
+                s.push(".lock");
+                PathBuf::from(s)
+            },
+            |p| self.resolve(p),
+        );
+        let digest = DigestSettings {
+            max_papers: d.max_papers,
+            lookback_days: d.lookback_days,
+            send_empty: d.send_empty,
+            database,
+            timezone,
+            schedule: d.schedule,
+            templates: d.templates.as_deref().map(|p| self.resolve(p)),
+            min_score: d.min_score,
+            trending_weight: d.trending_weight,
+            recency_weight: d.recency_weight,
+            lock_file,
+        };
+
+        let mut sources = Sources::default();
+        if let Some(hf) = raw.sources.huggingface.filter(|h| h.enabled) {
+            sources.huggingface = Some(HuggingFaceSettings {
+                base_url: self.url("sources.huggingface.base_url", &hf.base_url)?,
+            });
+        }
+        if let Some(ax) = raw.sources.arxiv.filter(|a| a.enabled) {
+            if ax.categories.is_empty() && ax.query.is_none() {
+                return Err(self.err(
+                    "sources.arxiv.categories",
+                    "give at least one category (e.g. [\"cs.CV\"]) or a `query`",
+                ));
+            }
+            if ax.page_size == 0 || ax.page_size > 2000 {
+                return Err(
+                    self.err("sources.arxiv.page_size", "expected 1 to 2000 (arXiv's limit per request)")
+                );
+            }
+            sources.arxiv = Some(ArxivSettings {
+                base_url: self.url("sources.arxiv.base_url", &ax.base_url)?,
+                categories: ax.categories,
+                query: ax.query,
+                max_results: ax.max_results,
+                page_size: ax.page_size,
+                delay: self.positive("sources.arxiv.delay_secs", ax.delay_secs)?,
+            });
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, f) in raw.sources.feeds.into_iter().enumerate() {
+            let key = format!("sources.feeds[{i}]");
+            if f.name.trim().is_empty() || matches!(f.name.as_str(), "huggingface" | "arxiv") {
+                return Err(self.err(
+                    format!("{key}.name"),
+                    "expected a non-empty name other than `huggingface` or `arxiv`",
+                ));
+            }
+            if !names.insert(f.name.clone()) {
+                return Err(
+                    self.err(format!("{key}.name"), format!("the feed name `{}` is used twice", f.name))
+                );
+            }
+            let url = self.url(&format!("{key}.url"), &f.url)?;
+            if f.enabled {
+                sources.feeds.push(FeedSettings { name: f.name, url });
+            }
+        }
+
+        let h = raw.http;
+        if h.max_attempts == 0 {
+            return Err(self.err("http.max_attempts", "expected at least 1"));
+        }
+        let http = HttpSettings {
+            timeout: self.positive("http.timeout_secs", h.timeout_secs)?,
+            connect_timeout: self.positive("http.connect_timeout_secs", h.connect_timeout_secs)?,
+            max_body_bytes: h.max_body_bytes,
+            max_attempts: h.max_attempts,
+            backoff_base: Duration::from_millis(h.backoff_base_ms),
+            backoff_max: self.positive("http.backoff_max_secs", h.backoff_max_secs)?,
+            max_redirects: h.max_redirects,
+            user_agent: h.user_agent.unwrap_or_else(|| {
+                format!("paper-digest/{} (+https://crates.io/crates/paper-digest)", env!("CARGO_PKG_VERSION"))
+            }),
+        };
+
+        let mail = self.mail(raw.mail)?;
+
+        let mut topics = BTreeMap::new();
+        for (name, t) in raw.topics {
+            let key = format!("topics.{name}");
+            if t.keywords.is_empty() && t.authors.is_empty() && t.categories.is_empty() && t.like.is_empty() {
+                return Err(self.err(
+                    key,
+                    "a topic needs at least one of `keywords`, `authors`, `categories` or `like`",
+                ));
+            }
+            if !(t.weight.is_finite() && t.weight > 0.0) {
+                return Err(self.err(format!("{key}.weight"), "expected a number > 0"));
+            }
+            for (field, terms) in [
+                ("keywords", &t.keywords),
+                ("exclude", &t.exclude),
+                ("require", &t.require),
+                ("authors", &t.authors),
+            ] {
+                if let Some(i) = terms.iter().position(|s| s.trim().is_empty()) {
+                    return Err(self.err(
+                        format!("{key}.{field}[{i}]"),
+                        "expected a word or phrase, got an empty string",
+                    ));
+                }
+            }
+            topics.insert(
+                name.clone(),
+                Topic {
+                    name,
+                    keywords: t.keywords,
+                    exclude: t.exclude,
+                    require: t.require,
+                    authors: t.authors,
+                    categories: t.categories,
+                    weight: t.weight,
+                    min_score: t.min_score,
+                    like: t.like,
+                },
+            );
+        }
+
+        let mut subscribers = Vec::with_capacity(raw.subscribers.len());
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, s) in raw.subscribers.into_iter().enumerate() {
+            let key = format!("subscribers[{i}]");
+            let mut email = self.mailbox(&format!("{key}.email"), &s.email)?;
+            if email.name.is_none() {
+                email.name = s.name.clone();
+            }
+            let addr_key = email.email.to_string().to_lowercase();
+            if !seen.insert(addr_key.clone()) {
+                return Err(self.err(format!("{key}.email"), format!("{addr_key} is listed twice")));
+            }
+            for (j, t) in s.topics.iter().enumerate() {
+                if !topics.contains_key(t) {
+                    let known: Vec<&str> = topics.keys().map(String::as_str).collect();
+                    return Err(self.err(
+                        format!("{key}.topics[{j}]"),
+                        format!("`{t}` is not a defined topic (defined: {}); add a [topics.{t}] table or fix the name", if known.is_empty() { "none".into() } else { known.join(", ") }),
+                    ));
+                }
+            }
+            let weekday = match s.weekday.as_deref() {
+                None => Weekday::Mon,
+                Some(w) => w.parse::<Weekday>().map_err(|_| {
+                    self.err(
+                        format!("{key}.weekday"),
+                        format!("`{w}` is not a weekday (expected e.g. \"monday\" or \"mon\")"),
+                    )
+                })?,
+            };
+            if s.weekday.is_some() && s.frequency != Frequency::Weekly {
+                return Err(self.err(format!("{key}.weekday"), "only meaningful with frequency = \"weekly\""));
+            }
+            let timezone = match s.timezone.as_deref() {
+                Some(tz) => self.tz(&format!("{key}.timezone"), tz)?,
+                None => digest.timezone,
+            };
+            subscribers.push(Subscriber {
+                email,
+                key: addr_key,
+                topics: s.topics,
+                max_papers: s.max_papers.unwrap_or(digest.max_papers).max(1),
+                min_score: s.min_score.unwrap_or(digest.min_score),
+                trending_weight: s.trending_weight.unwrap_or(digest.trending_weight),
+                frequency: s.frequency,
+                weekday,
+                timezone,
+            });
+        }
+
+        let alerts = match raw.alerts {
+            Some(a) => Some(Alerts {
+                email: self.mailbox("alerts.email", &a.email)?,
+                after_failures: a.after_failures.max(1),
+            }),
+            None => None,
+        };
+
+        Ok(Config { path: self.path.to_path_buf(), digest, sources, http, mail, topics, subscribers, alerts })
+    }
+
+    fn mail(&self, m: RawMail) -> Result<MailSettings> {
+        let from = self.mailbox("mail.from", &m.from)?;
+        let reply_to = m.reply_to.as_deref().map(|r| self.mailbox("mail.reply_to", r)).transpose()?;
+        if let Some(u) = &m.unsubscribe_url
+            && !u.starts_with("https://")
+        {
+            return Err(self.err(
+                "mail.unsubscribe_url",
+                format!("`{u}` must be an https URL (RFC 8058 one-click unsubscribe)"),
+            ));
+        }
+        let domain = from.email.domain().to_string();
+        let list_id = m.list_id.unwrap_or_else(|| format!("paper-digest.{domain}"));
+        let unsubscribe_mailto =
+            m.unsubscribe_mailto.or_else(|| Some(format!("{}?subject=unsubscribe", from.email)));
+        let smtp = match (m.transport, m.smtp) {
+            (TransportKind::Smtp, None) => {
+                return Err(self
+                    .err("mail.smtp", "transport = \"smtp\" needs a [mail.smtp] table with at least `host`"));
+            }
+            (_, Some(s)) => Some(self.smtp(s, m.transport == TransportKind::Smtp)?),
+            (_, None) => None,
+        };
+        Ok(MailSettings {
+            from,
+            reply_to,
+            transport: m.transport,
+            list_id,
+            unsubscribe_mailto,
+            unsubscribe_url: m.unsubscribe_url,
+            file_dir: self.resolve(&m.file.map_or_else(outbox, |f| f.dir)),
+            sendmail_command: m.sendmail.map_or_else(sendmail_cmd, |s| s.command),
+            smtp,
+        })
+    }
+
+    fn smtp(&self, s: RawSmtp, in_use: bool) -> Result<SmtpSettings> {
+        let sources = [s.password_env.is_some(), s.password_file.is_some(), s.password_credential.is_some()];
+        if sources.iter().filter(|b| **b).count() > 1 {
+            return Err(self.err(
+                "mail.smtp",
+                "give only one of `password_env`, `password_file`, `password_credential`",
+            ));
+        }
+        let local =
+            matches!(s.host.as_str(), "localhost" | "127.0.0.1" | "::1") || s.host.starts_with("127.");
+        if s.security == Security::None && !local && !s.allow_insecure {
+            return Err(self.err(
+                "mail.smtp.security",
+                format!("\"none\" sends the password and the mail in clear text to {}; use \"starttls\" or \"tls\", or set allow_insecure = true", s.host),
+            ));
+        }
+        if s.concurrency == 0 || s.max_attempts == 0 {
+            return Err(self.err("mail.smtp.concurrency", "concurrency and max_attempts must be at least 1"));
+        }
+        if let Some(r) = s.rate_limit
+            && !(r.is_finite() && r > 0.0)
+        {
+            return Err(self.err("mail.smtp.rate_limit", "expected messages per second > 0"));
+        }
+        // Secrets are only read for the transport actually in use: a file-transport config
+        // with a [mail.smtp] table kept for later must not fail on a missing variable.
+        let password = if in_use { self.password(&s)? } else { None };
+        if in_use && s.username.is_some() && password.is_none() {
+            return Err(self.err(
+                "mail.smtp.username",
+                "a username needs a password: set `password_env`, `password_file` or `password_credential`",
+            ));
+        }
+        let port = s.port.unwrap_or(match s.security {
+            Security::Tls => 465,
+            Security::Starttls => 587,
+            Security::None => 25,
+        });
+        Ok(SmtpSettings {
+            host: s.host,
+            port,
+            security: s.security,
+            username: s.username,
+            password,
+            concurrency: s.concurrency,
+            rate_limit: s.rate_limit,
+            max_per_hour: s.max_per_hour,
+            max_attempts: s.max_attempts,
+            timeout: self.positive("mail.smtp.timeout_secs", s.timeout_secs)?,
+            backoff_base: Duration::from_millis(s.backoff_base_ms),
+            helo_name: s.helo_name,
+        })
+    }
+
+    fn password(&self, s: &RawSmtp) -> Result<Option<Secret>> {
+        if let Some(var) = &s.password_env {
+            return match (self.env)(var) {
+                Some(v) if !v.is_empty() => Ok(Some(Secret(v))),
+                _ => Err(self.err(
+                    "mail.smtp.password_env",
+                    format!("the environment variable {var} is not set; export it or use `password_file`"),
+                )),
+            };
+        }
+        let file = if let Some(name) = &s.password_credential {
+            let dir = (self.env)("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                self.err("mail.smtp.password_credential", "$CREDENTIALS_DIRECTORY is not set; run under systemd with LoadCredential= or use `password_file`")
+            })?;
+            PathBuf::from(dir).join(name)
+        } else if let Some(p) = &s.password_file {
+            self.resolve(p)
+        } else {
+            return Ok(None);
+        };
+        let key = if s.password_credential.is_some() {
+            "mail.smtp.password_credential"
+        } else {
+            "mail.smtp.password_file"
+        };
+        check_private(&file).map_err(|m| self.err(key, m))?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| self.err(key, format!("cannot read {}: {e}", file.display())))?;
+        let pw = text.trim_end_matches(['\r', '\n']).to_string();
+        if pw.is_empty() {
+            return Err(self.err(key, format!("{} is empty", file.display())));
+        }
+        Ok(Some(Secret(pw)))
+    }
+}
+
+/// A password file readable by group or others is refused, the way ssh refuses keys.
+fn check_private(path: &Path) -> std::result::Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{} is readable by others (mode {mode:o}); run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Finds the config file: `--config`, else `$PAPER_DIGEST_CONFIG`, else `./paper-digest.toml`.
+pub fn locate(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os(ENV_VAR).filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[mail]
+from = "Paper Digest <digest@example.org>"
+"#;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse_with(text, Path::new("t.toml"), Path::new("/base"), &|_| None)
+    }
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.digest.max_papers, 10);
+        assert_eq!(c.digest.lookback_days, 3);
+        assert!(!c.digest.send_empty);
+        assert_eq!(c.digest.database, PathBuf::from("/base/paper-digest.sqlite3"));
+        assert_eq!(c.mail.transport, TransportKind::File);
+        assert_eq!(c.mail.file_dir, PathBuf::from("/base/outbox"));
+    }
+
+    #[test]
+    fn misspelled_key_is_named_with_line_and_column() {
+        let text = "[digest]\nmax_paper = 3\n[mail]\nfrom = \"a@b.org\"\n";
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.starts_with("t.toml:2:1: key `digest.max_paper`"), "{e}");
+        assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let text = "[digest]\nmax_papers = \"ten\"\n[mail]\nfrom = \"a@b.org\"\n";
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.contains("digest.max_papers"), "{e}");
+    }
+
+    #[test]
+    fn undefined_topic_is_refused() {
+        let text = format!("{MINIMAL}\n[[subscribers]]\nemail = \"x@y.org\"\ntopics = [\"nope\"]\n");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("subscribers[0].topics[0]") && e.contains("`nope` is not a defined topic"), "{e}");
+    }
+
+    #[test]
+    fn invalid_address_is_refused() {
+        let text = format!("{MINIMAL}\n[[subscribers]]\nemail = \"not an address\"\n");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("subscribers[0].email") && e.contains("not a valid email address"), "{e}");
+    }
+
+    #[test]
+    fn missing_password_variable_is_a_config_error() {
+        let text = r#"
+[mail]
+from = "a@example.org"
+transport = "smtp"
+[mail.smtp]
+host = "smtp.example.org"
+username = "a@example.org"
+password_env = "NOPE_PASSWORD"
+"#;
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::CONFIG);
+        assert!(e.to_string().contains("NOPE_PASSWORD is not set"), "{e}");
+    }
+
+    #[test]
+    fn password_never_shows_in_debug_output() {
+        let text = r#"
+[mail]
+from = "a@example.org"
+transport = "smtp"
+[mail.smtp]
+host = "smtp.example.org"
+username = "a@example.org"
+password_env = "PW"
+"#;
+        let c =
+            Config::parse_with(text, Path::new("t.toml"), Path::new("/"), &|_| Some("hunter2-secret".into()))
+                .unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2-secret"));
+        assert_eq!(c.mail.smtp.unwrap().password.unwrap().expose(), "hunter2-secret");
+    }
+
+    #[test]
+    fn plaintext_smtp_to_a_remote_host_is_refused() {
+        let text = "[mail]\nfrom = \"a@b.org\"\ntransport = \"smtp\"\n[mail.smtp]\nhost = \"mail.example.org\"\nsecurity = \"none\"\n";
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.contains("mail.smtp.security"), "{e}");
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../config/example.toml");
+        let c = parse(text).unwrap();
+        assert!(!c.subscribers.is_empty());
+        assert!(c.sources.huggingface.is_some());
+    }
+}

@@ -1,0 +1,172 @@
+//! The one error type of the crate. Each variant carries what failed (file, key, URL,
+//! recipient) so the message alone tells the user what to fix.
+
+use std::path::PathBuf;
+
+/// Result with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Exit codes, as documented in the README (sysexits-style where one exists).
+pub mod exit {
+    /// Everything that had to be done was done.
+    pub const OK: u8 = 0;
+    /// Some subscribers (or sources) failed; the others went through.
+    pub const PARTIAL: u8 = 1;
+    /// Temporary failure: no source or no mail server reachable. Retry later.
+    pub const TEMPFAIL: u8 = 75;
+    /// The configuration is wrong; retrying will not help.
+    pub const CONFIG: u8 = 78;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration problem: broken TOML, unknown key, wrong type, dangling reference.
+    #[error("{}: {message}", location(path, *line, *column, key.as_deref()))]
+    Config { path: PathBuf, line: Option<usize>, column: Option<usize>, key: Option<String>, message: String },
+
+    /// Fetching a URL failed (connection, timeout, non-2xx status, oversized body).
+    #[error("fetching {url}: {message}")]
+    Fetch {
+        url: String,
+        status: Option<u16>,
+        /// Whether trying again later may help (5xx, 429, connection errors).
+        transient: bool,
+        message: String,
+    },
+
+    /// A response arrived but its body is not what the API promises.
+    #[error("parsing {url}{}: {message}", position.as_deref().map(|p| format!(" at {p}")).unwrap_or_default())]
+    Parse { url: String, position: Option<String>, message: String },
+
+    /// Every enabled source failed, so there is nothing trustworthy to send.
+    #[error("every source failed ({failed} of {failed}); nothing was sent")]
+    AllSourcesFailed { failed: usize },
+
+    /// The SQLite database could not be opened, migrated, read or written.
+    #[error("database {}: {source}", path.display())]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// Another `run` or `daemon` holds the single-instance lock.
+    #[error("another paper-digest run holds the lock {} (pid {pid}); try again when it has finished", path.display())]
+    Locked { path: PathBuf, pid: String },
+
+    /// A template failed to compile or render.
+    #[error("template {name}: {message}")]
+    Render { name: String, message: String },
+
+    /// Building or sending the message for one recipient failed.
+    #[error("mail to {recipient}: {message}")]
+    Mail {
+        recipient: String,
+        /// 4xx, timeouts, dropped connections: a later attempt may succeed.
+        transient: bool,
+        message: String,
+    },
+
+    /// The mail transport itself cannot be used (server unreachable, TLS refused, AUTH failed).
+    #[error("mail transport: {message}")]
+    Transport { transient: bool, message: String },
+
+    /// A file or folder could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The user asked for something that does not exist (unknown subscriber, paper, edition).
+    #[error("{0}")]
+    NotFound(String),
+}
+
+fn location(path: &std::path::Path, line: Option<usize>, column: Option<usize>, key: Option<&str>) -> String {
+    let mut s = path.display().to_string();
+    if let Some(line) = line {
+        s.push_str(&format!(":{line}"));
+        if let Some(column) = column {
+            s.push_str(&format!(":{column}"));
+        }
+    }
+    if let Some(key) = key {
+        s.push_str(&format!(": key `{key}`"));
+    }
+    s
+}
+
+impl Error {
+    /// The process exit code this error maps to when it ends a command.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config { .. } => exit::CONFIG,
+            Error::AllSourcesFailed { .. } | Error::Locked { .. } => exit::TEMPFAIL,
+            Error::Fetch { transient: true, .. }
+            | Error::Transport { transient: true, .. }
+            | Error::Mail { transient: true, .. } => exit::TEMPFAIL,
+            _ => exit::PARTIAL,
+        }
+    }
+
+    /// Whether trying the same thing again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Fetch { transient: true, .. }
+                | Error::Mail { transient: true, .. }
+                | Error::Transport { transient: true, .. }
+                | Error::AllSourcesFailed { .. }
+                | Error::Locked { .. }
+        )
+    }
+
+    pub(crate) fn store(path: impl Into<PathBuf>, source: rusqlite::Error) -> Self {
+        Error::Store { path: path.into(), source }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn config(
+        path: impl Into<PathBuf>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Config {
+            path: path.into(),
+            line: None,
+            column: None,
+            key: Some(key.into()),
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_error_names_file_line_and_key() {
+        let e = Error::Config {
+            path: "cfg.toml".into(),
+            line: Some(3),
+            column: Some(7),
+            key: Some("digest.max_paper".into()),
+            message: "unknown key".into(),
+        };
+        assert_eq!(e.to_string(), "cfg.toml:3:7: key `digest.max_paper`: unknown key");
+        assert_eq!(e.exit_code(), exit::CONFIG);
+    }
+
+    #[test]
+    fn transient_failures_map_to_tempfail() {
+        let e = Error::Transport { transient: true, message: "connection refused".into() };
+        assert_eq!(e.exit_code(), exit::TEMPFAIL);
+        assert!(e.is_transient());
+    }
+}

@@ -1,0 +1,30 @@
+//! paper-digest mails researchers a daily digest of the trending papers that match their topics.
+//!
+//! The pipeline, one module a step:
+//!
+//! 1. [`source`] fetches paper listings (Hugging Face Daily Papers, the arXiv API, RSS/Atom feeds)
+//!    politely: retries with backoff, conditional GET, body caps.
+//! 2. [`store`] keeps papers, what each subscriber has seen and the delivery ledger in SQLite.
+//! 3. [`rank`] scores each subscriber's unseen papers by topic and trend, with reasons.
+//! 4. [`render`] turns a ranked list into HTML, plain text and a subject with minijinja.
+//! 5. [`mail`] builds the MIME message and sends it with lettre (file, SMTP or sendmail).
+//! 6. [`schedule`] runs [`app::run_once`] on a cron schedule for hosts without systemd.
+//!
+//! [`app`] composes them; [`config`] turns the TOML file into a validated [`config::Config`].
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod lock;
+pub mod logging;
+pub mod mail;
+pub mod model;
+pub mod rank;
+pub mod render;
+pub mod schedule;
+pub mod source;
+pub mod store;
+pub mod text;
+
+pub use error::{Error, Result};

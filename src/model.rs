@@ -1,0 +1,185 @@
+//! Plain data that flows through the pipeline: papers, their ids, and ranked results.
+//! No I/O here; every other module speaks in these types.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The key a paper is stored under, whatever source it came from.
+///
+/// An arXiv paper is keyed by its normalized arXiv id without version (`2411.16500`,
+/// `hep-th/9901001`); anything else by `doi:<lowercased DOI>` or, failing that,
+/// `url:<canonical URL>`. [`crate::source::ids`] builds these.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PaperId(pub String);
+
+impl PaperId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The arXiv id when this paper is an arXiv paper.
+    pub fn arxiv(&self) -> Option<&str> {
+        if self.0.starts_with("doi:") || self.0.starts_with("url:") { None } else { Some(&self.0) }
+    }
+}
+
+impl fmt::Display for PaperId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One paper as the pipeline knows it after fetching (and merging across sources).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Paper {
+    pub id: PaperId,
+    pub title: String,
+    /// The abstract, cleaned of control characters and with whitespace collapsed.
+    pub summary: String,
+    pub authors: Vec<String>,
+    pub published: Option<DateTime<Utc>>,
+    /// Hugging Face upvotes: the trending signal. Zero when the source has none.
+    pub upvotes: u32,
+    pub comments: u32,
+    /// Hugging Face's one-sentence AI summary, when it has one.
+    pub ai_summary: Option<String>,
+    /// Keywords a source attached (HF `ai_keywords`).
+    pub keywords: Vec<String>,
+    /// arXiv categories (`cs.CV`, ...).
+    pub categories: Vec<String>,
+    /// The paper's page: the HF paper page, the arXiv abstract, or the feed item's link.
+    pub url: Option<String>,
+    pub code_url: Option<String>,
+    pub project_url: Option<String>,
+    /// The names of every source that reported this paper (`huggingface`, `arxiv`, feed names).
+    pub sources: Vec<String>,
+}
+
+impl Paper {
+    /// `https://arxiv.org/abs/ID` for arXiv papers.
+    pub fn arxiv_abs_url(&self) -> Option<String> {
+        self.id.arxiv().map(|id| format!("https://arxiv.org/abs/{id}"))
+    }
+
+    /// `https://arxiv.org/pdf/ID` for arXiv papers.
+    pub fn arxiv_pdf_url(&self) -> Option<String> {
+        self.id.arxiv().map(|id| format!("https://arxiv.org/pdf/{id}"))
+    }
+
+    /// The best link for the title: the paper's page, else its arXiv abstract.
+    pub fn link(&self) -> Option<String> {
+        self.url.clone().or_else(|| self.arxiv_abs_url())
+    }
+}
+
+/// Where in a paper a term matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Field {
+    Title,
+    Abstract,
+    Author,
+    Category,
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Field::Title => "title",
+            Field::Abstract => "abstract",
+            Field::Author => "author",
+            Field::Category => "category",
+        })
+    }
+}
+
+/// One reason a paper ranked: a topic term found in a field, and what it added to the score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Match {
+    pub term: String,
+    pub field: Field,
+    pub contribution: f64,
+}
+
+/// A paper with its score for one subscriber and the reasons for it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ranked<'a> {
+    pub paper: &'a Paper,
+    pub score: f64,
+    /// The topic that gave the best score; `None` for a trending-only subscriber.
+    pub topic: Option<String>,
+    pub matched: Vec<Match>,
+}
+
+/// How often a subscriber gets a digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Frequency {
+    #[default]
+    Daily,
+    Weekly,
+}
+
+impl Paper {
+    /// Folds what another source said about the same paper into this one: the highest
+    /// upvotes and comments, the longer abstract, every author list and category once,
+    /// links that were missing, and the union of sources.
+    pub fn merge(&mut self, other: Paper) {
+        debug_assert_eq!(self.id, other.id);
+        if self.title.is_empty() {
+            self.title = other.title;
+        }
+        if other.summary.len() > self.summary.len() {
+            self.summary = other.summary;
+        }
+        if self.authors.is_empty() {
+            self.authors = other.authors;
+        }
+        self.published = match (self.published, other.published) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.upvotes = self.upvotes.max(other.upvotes);
+        self.comments = self.comments.max(other.comments);
+        if self.ai_summary.is_none() {
+            self.ai_summary = other.ai_summary;
+        }
+        union(&mut self.keywords, other.keywords);
+        union(&mut self.categories, other.categories);
+        union(&mut self.sources, other.sources);
+        self.url = self.url.take().or(other.url);
+        self.code_url = self.code_url.take().or(other.code_url);
+        self.project_url = self.project_url.take().or(other.project_url);
+    }
+}
+
+fn union(into: &mut Vec<String>, from: Vec<String>) {
+    for s in from {
+        if !into.contains(&s) {
+            into.push(s);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paper(source: &str) -> Paper {
+        Paper { id: PaperId("2411.16500".into()), sources: vec![source.into()], ..Paper::default() }
+    }
+
+    #[test]
+    fn merging_keeps_the_best_of_each_source() {
+        let mut hf = Paper { upvotes: 42, summary: "short".into(), ..paper("huggingface") };
+        let arxiv =
+            Paper { categories: vec!["cs.CL".into()], summary: "a longer abstract".into(), ..paper("arxiv") };
+        hf.merge(arxiv);
+        assert_eq!(hf.upvotes, 42);
+        assert_eq!(hf.summary, "a longer abstract");
+        assert_eq!(hf.categories, ["cs.CL"]);
+        assert_eq!(hf.sources, ["huggingface", "arxiv"]);
+    }
+}
