@@ -1,1 +1,341 @@
-//! stub
+//! SQLite storage: papers, what each subscriber has seen, the delivery ledger, runs and
+//! HTTP validators. Migrations in `migrations/NNNN_name.sql` are applied on open, in WAL mode.
+
+mod ledger;
+
+pub use ledger::{Delivery, Item, Kind, NewDelivery, Outcome, RunRecord, Status};
+
+use crate::error::{Error, Result};
+use crate::model::{Paper, PaperId};
+use crate::source::http::Validators;
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how far a database got.
+const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("migrations/0001_init.sql"))];
+
+/// The database. A mutex makes it shareable across the async tasks of a run; every
+/// method holds it only for its own statements.
+#[derive(Debug)]
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+/// Each source's last fetch, for `status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SourceStatus {
+    pub source: String,
+    pub last_attempt: String,
+    pub last_success: Option<String>,
+    pub last_error: Option<String>,
+    pub last_count: u64,
+}
+
+pub(crate) fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let conn = Connection::open(path).map_err(|e| Error::store(path, e))?;
+        let store = Store { conn: Mutex::new(conn), path: path.to_path_buf() };
+        store.init()?;
+        Ok(store)
+    }
+
+    /// An in-memory database, for tests and benchmarks.
+    pub fn open_in_memory() -> Result<Store> {
+        let conn = Connection::open_in_memory().map_err(|e| Error::store(":memory:", e))?;
+        let store = Store { conn: Mutex::new(conn), path: PathBuf::from(":memory:") };
+        store.init()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn init(&self) -> Result<()> {
+        let mut conn = self.conn();
+        // WAL lets `status` read while a run writes; NORMAL is durable at each checkpoint,
+        // and the commits that record a delivery switch to FULL for themselves.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(|e| Error::store(&self.path, e))?;
+        let version: i64 =
+            conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| Error::store(&self.path, e))?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(Error::Store {
+                path: self.path.clone(),
+                source: rusqlite::Error::InvalidParameterName(format!(
+                    "schema version {version} is newer than this paper-digest knows ({}); upgrade paper-digest",
+                    MIGRATIONS.len()
+                )),
+            });
+        }
+        for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction().map_err(|e| Error::store(&self.path, e))?;
+            tx.execute_batch(sql).map_err(|e| Error::store(&self.path, e))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(|e| Error::store(&self.path, e))?;
+            tx.commit().map_err(|e| Error::store(&self.path, e))?;
+            tracing::debug!(migration = name, "applied migration");
+        }
+        Ok(())
+    }
+
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves no half-done transaction (rusqlite rolls
+        // back on drop), so a poisoned mutex is safe to keep using.
+        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn err(&self, e: rusqlite::Error) -> Error {
+        Error::store(&self.path, e)
+    }
+
+    /// Stores what a fetch brought, in one transaction: papers merged with what is already
+    /// stored (the latest Hugging Face upvotes win), their sources, and the HTTP validators
+    /// that let the next fetch ask "changed since?". Returns how many papers are new.
+    pub fn record_fetch(
+        &self,
+        papers: &[Paper],
+        validators: &HashMap<String, Validators>,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let now_s = ts(now);
+        let mut new = 0;
+        {
+            let mut get = tx.prepare_cached("SELECT data FROM papers WHERE id = ?1").map_err(|e| self.err(e))?;
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT INTO papers (id, data, upvotes, published, first_seen, last_seen)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                     ON CONFLICT (id) DO UPDATE SET data = excluded.data, upvotes = excluded.upvotes,
+                        published = excluded.published, last_seen = excluded.last_seen",
+                )
+                .map_err(|e| self.err(e))?;
+            let mut src = tx
+                .prepare_cached("INSERT OR IGNORE INTO paper_sources (paper_id, source, first_seen) VALUES (?1, ?2, ?3)")
+                .map_err(|e| self.err(e))?;
+            for p in papers {
+                let stored: Option<String> =
+                    get.query_row([p.id.as_str()], |r| r.get(0)).optional().map_err(|e| self.err(e))?;
+                let merged = match stored.as_deref().map(serde_json::from_str::<Paper>) {
+                    Some(Ok(mut old)) => {
+                        let fresh_votes = p.sources.iter().any(|s| s == "huggingface").then_some(p.upvotes);
+                        old.merge(p.clone());
+                        if let Some(v) = fresh_votes {
+                            old.upvotes = v;
+                        }
+                        old
+                    }
+                    // A row that no longer parses (older layout) is replaced by the fresh copy.
+                    Some(Err(_)) => p.clone(),
+                    None => {
+                        new += 1;
+                        p.clone()
+                    }
+                };
+                let data = serde_json::to_string(&merged).map_err(|e| self.err(json_err(e)))?;
+                put.execute(params![
+                    merged.id.as_str(),
+                    data,
+                    merged.upvotes,
+                    merged.published.map(ts),
+                    now_s
+                ])
+                .map_err(|e| self.err(e))?;
+                for s in &merged.sources {
+                    src.execute(params![merged.id.as_str(), s, now_s]).map_err(|e| self.err(e))?;
+                }
+            }
+            let mut cache = tx
+                .prepare_cached(
+                    "INSERT INTO http_cache (url, etag, last_modified, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (url) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified,
+                        updated_at = excluded.updated_at",
+                )
+                .map_err(|e| self.err(e))?;
+            for (url, v) in validators {
+                cache.execute(params![url, v.etag, v.last_modified, now_s]).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(new)
+    }
+
+    /// Records one source's fetch result for `status`.
+    pub fn record_source(&self, source: &str, now: DateTime<Utc>, result: std::result::Result<usize, &str>) -> Result<()> {
+        let now_s = ts(now);
+        let (success, error, count) = match result {
+            Ok(n) => (Some(now_s.clone()), None, n as i64),
+            Err(e) => (None, Some(e.to_string()), 0),
+        };
+        self.conn()
+            .execute(
+                "INSERT INTO source_status (source, last_attempt, last_success, last_error, last_count)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (source) DO UPDATE SET last_attempt = excluded.last_attempt,
+                    last_success = COALESCE(excluded.last_success, source_status.last_success),
+                    last_error = excluded.last_error, last_count = excluded.last_count",
+                params![source, now_s, success, error, count],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn source_statuses(&self) -> Result<Vec<SourceStatus>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT source, last_attempt, last_success, last_error, last_count FROM source_status ORDER BY source")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(SourceStatus {
+                    source: r.get(0)?,
+                    last_attempt: r.get(1)?,
+                    last_success: r.get(2)?,
+                    last_error: r.get(3)?,
+                    last_count: r.get::<_, i64>(4)? as u64,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
+    /// The validators stored for conditional GET, by URL.
+    pub fn http_validators(&self) -> Result<HashMap<String, Validators>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT url, etag, last_modified FROM http_cache").map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, Validators { etag: r.get(1)?, last_modified: r.get(2)? })))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
+    /// Papers first reported or published since `since`: the candidates of a run.
+    pub fn candidates(&self, since: DateTime<Utc>) -> Result<Vec<Paper>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT data FROM papers WHERE first_seen >= ?1 OR published >= ?1 OR last_seen >= ?1 ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([ts(since)], |r| r.get::<_, String>(0)).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for data in rows {
+            let data = data.map_err(|e| self.err(e))?;
+            match serde_json::from_str::<Paper>(&data) {
+                Ok(p) => out.push(p),
+                Err(e) => tracing::warn!("skipping a stored paper that no longer parses: {e}"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stored papers with these ids, in the order given (missing ones left out).
+    pub fn papers(&self, ids: &[PaperId]) -> Result<Vec<Paper>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT data FROM papers WHERE id = ?1").map_err(|e| self.err(e))?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let data: Option<String> =
+                stmt.query_row([id.as_str()], |r| r.get(0)).optional().map_err(|e| self.err(e))?;
+            if let Some(p) = data.and_then(|d| serde_json::from_str::<Paper>(&d).ok()) {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The sources that reported a paper, in the order they first did.
+    pub fn paper_sources(&self, id: &PaperId) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT source FROM paper_sources WHERE paper_id = ?1 ORDER BY first_seen, source")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([id.as_str()], |r| r.get(0)).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
+    pub fn paper_count(&self) -> Result<u64> {
+        self.conn().query_row("SELECT COUNT(*) FROM papers", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(|e| self.err(e))
+    }
+
+    /// The papers a subscriber has been sent.
+    pub fn seen(&self, subscriber: &str) -> Result<HashSet<PaperId>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT paper_id FROM seen WHERE subscriber = ?1").map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([subscriber], |r| r.get::<_, String>(0).map(PaperId)).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+}
+
+fn json_err(e: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paper(id: &str, source: &str, upvotes: u32) -> Paper {
+        Paper {
+            id: PaperId(id.into()),
+            title: format!("Paper {id}"),
+            upvotes,
+            sources: vec![source.into()],
+            ..Paper::default()
+        }
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn migrations_run_once_and_reopen_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        drop(Store::open(&path).unwrap());
+        let store = Store::open(&path).unwrap();
+        let v: i64 = store.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        let mode: String = store.conn().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn upsert_keeps_one_row_the_latest_upvotes_and_every_source() {
+        let store = Store::open_in_memory().unwrap();
+        let now = at("2024-11-27T07:00:00Z");
+        assert_eq!(store.record_fetch(&[paper("2411.1", "huggingface", 5)], &HashMap::new(), now).unwrap(), 1);
+        assert_eq!(store.record_fetch(&[paper("2411.1", "arxiv", 0)], &HashMap::new(), now).unwrap(), 0);
+        assert_eq!(store.record_fetch(&[paper("2411.1", "huggingface", 9)], &HashMap::new(), now).unwrap(), 0);
+        let got = store.papers(&[PaperId("2411.1".into())]).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].upvotes, 9);
+        assert_eq!(store.paper_sources(&got[0].id).unwrap(), ["arxiv", "huggingface"]);
+        assert_eq!(store.paper_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn validators_round_trip() {
+        let store = Store::open_in_memory().unwrap();
+        let mut v = HashMap::new();
+        v.insert("http://x/a".to_string(), Validators { etag: Some("\"abc\"".into()), last_modified: None });
+        store.record_fetch(&[], &v, at("2024-11-27T07:00:00Z")).unwrap();
+        assert_eq!(store.http_validators().unwrap(), v);
+    }
+}

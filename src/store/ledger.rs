@@ -1,0 +1,453 @@
+//! The outbox ledger: one row per (subscriber, edition) carrying the Message-ID chosen
+//! before the first attempt, the ranked papers, and the delivery status; plus runs.
+
+use super::{Store, ts};
+use crate::error::Result;
+use crate::model::{Match, PaperId};
+use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::{OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Planned; no attempt made yet.
+    Pending,
+    /// Handed to the transport; the outcome was not recorded (a crash, or in flight).
+    Sending,
+    /// The server accepted it.
+    Sent,
+    /// A permanent error (5xx): not retried automatically.
+    Failed,
+    /// A transient error (4xx, timeout): retried by the next run.
+    Deferred,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Sending => "sending",
+            Status::Sent => "sent",
+            Status::Failed => "failed",
+            Status::Deferred => "deferred",
+        }
+    }
+
+    fn parse(s: &str) -> Status {
+        match s {
+            "sending" => Status::Sending,
+            "sent" => Status::Sent,
+            "failed" => Status::Failed,
+            "deferred" => Status::Deferred,
+            _ => Status::Pending,
+        }
+    }
+
+    /// Whether a later run should (re)send this delivery, with the same Message-ID.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Status::Pending | Status::Sending | Status::Deferred)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a message was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// The scheduled digest: at most one per subscriber and edition.
+    Digest,
+    /// A copy sent on purpose with `resend`.
+    Resend,
+    /// An operator alert after repeated failing runs.
+    Alert,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Digest => "digest",
+            Kind::Resend => "resend",
+            Kind::Alert => "alert",
+        }
+    }
+    fn parse(s: &str) -> Kind {
+        match s {
+            "resend" => Kind::Resend,
+            "alert" => Kind::Alert,
+            _ => Kind::Digest,
+        }
+    }
+}
+
+/// One ranked paper as the ledger remembers it, so a retry renders the same digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub id: PaperId,
+    pub score: f64,
+    pub topic: Option<String>,
+    pub matched: Vec<Match>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    pub id: i64,
+    pub subscriber: String,
+    pub edition: NaiveDate,
+    pub kind: Kind,
+    pub message_id: String,
+    pub status: Status,
+    pub items: Vec<Item>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub sent_at: Option<String>,
+}
+
+/// A delivery about to be planned.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub subscriber: String,
+    pub edition: NaiveDate,
+    pub kind: Kind,
+    pub message_id: String,
+    pub items: Vec<Item>,
+}
+
+/// What became of one send.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Sent { id: i64 },
+    Failed { id: i64, error: String },
+    Deferred { id: i64, error: String },
+}
+
+/// A row of the runs table.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub command: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub status: String,
+    pub summary: Option<serde_json::Value>,
+    pub error: Option<String>,
+}
+
+const DELIVERY_COLUMNS: &str =
+    "id, subscriber, edition, kind, message_id, status, items, attempts, last_error, created_at, updated_at, sent_at";
+
+fn delivery(r: &Row<'_>) -> rusqlite::Result<Delivery> {
+    let edition: String = r.get(2)?;
+    let items: String = r.get(6)?;
+    Ok(Delivery {
+        id: r.get(0)?,
+        subscriber: r.get(1)?,
+        edition: edition.parse().unwrap_or_default(),
+        kind: Kind::parse(&r.get::<_, String>(3)?),
+        message_id: r.get(4)?,
+        status: Status::parse(&r.get::<_, String>(5)?),
+        items: serde_json::from_str(&items).unwrap_or_default(),
+        attempts: r.get::<_, i64>(7)? as u32,
+        last_error: r.get(8)?,
+        created_at: r.get(9)?,
+        updated_at: r.get(10)?,
+        sent_at: r.get(11)?,
+    })
+}
+
+impl Store {
+    /// The digest row of a subscriber's edition, if one was planned.
+    pub fn digest_delivery(&self, subscriber: &str, edition: NaiveDate) -> Result<Option<Delivery>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE subscriber = ?1 AND edition = ?2 AND kind = 'digest'"
+            ))
+            .map_err(|e| self.err(e))?;
+        stmt.query_row(params![subscriber, edition.to_string()], delivery).optional().map_err(|e| self.err(e))
+    }
+
+    /// A subscriber's most recent delivery of any kind (of `edition` when given).
+    pub fn latest_delivery(&self, subscriber: &str, edition: Option<NaiveDate>) -> Result<Option<Delivery>> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE subscriber = ?1 AND kind != 'alert'
+             AND (?2 IS NULL OR edition = ?2) ORDER BY edition DESC, id DESC LIMIT 1"
+        );
+        let mut stmt = conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        stmt.query_row(params![subscriber, edition.map(|d| d.to_string())], delivery)
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Plans deliveries in one transaction. A digest row that already exists for the
+    /// subscriber and edition (another run got there first) is left as it is.
+    pub fn insert_deliveries(&self, rows: &[NewDelivery], now: DateTime<Utc>) -> Result<Vec<Option<i64>>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let now_s = ts(now);
+        let mut ids = Vec::with_capacity(rows.len());
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO deliveries (subscriber, edition, kind, message_id, status, items, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?6)
+                     ON CONFLICT DO NOTHING",
+                )
+                .map_err(|e| self.err(e))?;
+            for row in rows {
+                let items = serde_json::to_string(&row.items).map_err(|e| self.err(super::json_err(e)))?;
+                let n = stmt
+                    .execute(params![
+                        row.subscriber,
+                        row.edition.to_string(),
+                        row.kind.as_str(),
+                        row.message_id,
+                        items,
+                        now_s
+                    ])
+                    .map_err(|e| self.err(e))?;
+                ids.push((n == 1).then(|| tx.last_insert_rowid()));
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(ids)
+    }
+
+    /// Marks deliveries as handed to the transport and counts the attempt.
+    pub fn mark_sending(&self, ids: &[i64], now: DateTime<Utc>) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
+                )
+                .map_err(|e| self.err(e))?;
+            let now_s = ts(now);
+            for id in ids {
+                stmt.execute(params![id, now_s]).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Records send outcomes in one durable transaction (synchronous = FULL): a sent row
+    /// and its papers marked seen commit together, or neither does.
+    pub fn record_outcomes(&self, outcomes: &[Outcome], now: DateTime<Utc>) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        conn.pragma_update(None, "synchronous", "FULL").map_err(|e| self.err(e))?;
+        let result = (|| {
+            let tx = conn.transaction()?;
+            {
+                let now_s = ts(now);
+                let mut sent = tx.prepare_cached(
+                    "UPDATE deliveries SET status = 'sent', sent_at = ?2, updated_at = ?2, last_error = NULL
+                     WHERE id = ?1 RETURNING subscriber, edition, items",
+                )?;
+                let mut seen = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO seen (subscriber, paper_id, edition, seen_at) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                let mut other =
+                    tx.prepare_cached("UPDATE deliveries SET status = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1")?;
+                for o in outcomes {
+                    match o {
+                        Outcome::Sent { id } => {
+                            let row: Option<(String, String, String)> = sent
+                                .query_row(params![id, now_s], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                                .optional()?;
+                            if let Some((subscriber, edition, items)) = row {
+                                let items: Vec<Item> = serde_json::from_str(&items).unwrap_or_default();
+                                for item in items {
+                                    seen.execute(params![subscriber, item.id.as_str(), edition, now_s])?;
+                                }
+                            }
+                        }
+                        Outcome::Failed { id, error } => {
+                            other.execute(params![id, "failed", error, now_s])?;
+                        }
+                        Outcome::Deferred { id, error } => {
+                            other.execute(params![id, "deferred", error, now_s])?;
+                        }
+                    }
+                }
+            }
+            tx.commit()
+        })();
+        let reset = conn.pragma_update(None, "synchronous", "NORMAL");
+        result.map_err(|e| self.err(e))?;
+        reset.map_err(|e| self.err(e))
+    }
+
+    /// The latest delivery of every subscriber that has one, for `status`.
+    pub fn last_deliveries(&self) -> Result<Vec<Delivery>> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE kind != 'alert' AND id = (
+                SELECT id FROM deliveries e WHERE e.subscriber = d.subscriber AND e.kind != 'alert'
+                ORDER BY e.edition DESC, e.id DESC LIMIT 1) ORDER BY subscriber"
+        );
+        let mut stmt = conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], delivery).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
+    /// Counts deliveries by status (for tests and `status`).
+    pub fn delivery_counts(&self) -> Result<Vec<(String, u64)>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
+    pub fn start_run(&self, command: &str, now: DateTime<Utc>) -> Result<i64> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO runs (command, started_at, status) VALUES (?1, ?2, 'running')",
+            params![command, ts(now)],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    pub fn finish_run(
+        &self,
+        id: i64,
+        status: &str,
+        summary: Option<&serde_json::Value>,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.conn()
+            .execute(
+                "UPDATE runs SET status = ?2, summary = ?3, error = ?4, finished_at = ?5 WHERE id = ?1",
+                params![id, status, summary.map(ToString::to_string), error, ts(now)],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn runs_where(&self, filter: &str) -> Result<Option<RunRecord>> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT id, command, started_at, finished_at, status, summary, error FROM runs {filter} ORDER BY id DESC LIMIT 1"
+        );
+        conn.query_row(&sql, [], |r| {
+            Ok(RunRecord {
+                id: r.get(0)?,
+                command: r.get(1)?,
+                started_at: r.get(2)?,
+                finished_at: r.get(3)?,
+                status: r.get(4)?,
+                summary: r.get::<_, Option<String>>(5)?.and_then(|s| serde_json::from_str(&s).ok()),
+                error: r.get(6)?,
+            })
+        })
+        .optional()
+        .map_err(|e| self.err(e))
+    }
+
+    /// The most recent `run` (or daemon tick).
+    pub fn last_run(&self) -> Result<Option<RunRecord>> {
+        self.runs_where("WHERE command = 'run'")
+    }
+
+    /// The most recent run that finished without failure.
+    pub fn last_success_run(&self) -> Result<Option<RunRecord>> {
+        self.runs_where("WHERE command = 'run' AND status IN ('ok', 'partial')")
+    }
+
+    /// When the most recent successful run started.
+    pub fn last_success(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(self.last_success_run()?.and_then(|r| r.started_at.parse().ok()))
+    }
+
+    /// How many runs in a row, counting back from the latest, failed.
+    pub fn consecutive_failures(&self) -> Result<u32> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT status FROM runs WHERE command = 'run' AND status != 'running' ORDER BY id DESC LIMIT 100")
+            .map_err(|e| self.err(e))?;
+        let statuses = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| self.err(e))?;
+        let mut n = 0;
+        for s in statuses {
+            if s.map_err(|e| self.err(e))? == "failed" {
+                n += 1;
+            } else {
+                break;
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn now() -> DateTime<Utc> {
+        "2024-11-27T07:00:00Z".parse().unwrap()
+    }
+
+    fn planned(sub: &str, mid: &str) -> NewDelivery {
+        NewDelivery {
+            subscriber: sub.into(),
+            edition: "2024-11-27".parse().unwrap(),
+            kind: Kind::Digest,
+            message_id: mid.into(),
+            items: vec![Item { id: PaperId("2411.1".into()), score: 1.0, topic: None, matched: vec![] }],
+        }
+    }
+
+    #[test]
+    fn one_digest_per_subscriber_and_edition() {
+        let store = Store::open_in_memory().unwrap();
+        let ids = store.insert_deliveries(&[planned("a@x.org", "<1@x>"), planned("a@x.org", "<2@x>")], now()).unwrap();
+        assert!(ids[0].is_some());
+        assert_eq!(ids[1], None);
+        let row = store.digest_delivery("a@x.org", "2024-11-27".parse().unwrap()).unwrap().unwrap();
+        assert_eq!(row.message_id, "<1@x>");
+        assert_eq!(row.status, Status::Pending);
+    }
+
+    #[test]
+    fn papers_are_seen_only_once_the_delivery_is_recorded_sent() {
+        let store = Store::open_in_memory().unwrap();
+        store.record_fetch(&[], &HashMap::new(), now()).unwrap();
+        let id = store.insert_deliveries(&[planned("a@x.org", "<1@x>")], now()).unwrap()[0].unwrap();
+        store.mark_sending(&[id], now()).unwrap();
+        assert!(store.seen("a@x.org").unwrap().is_empty());
+        store.record_outcomes(&[Outcome::Deferred { id, error: "451 try later".into() }], now()).unwrap();
+        assert!(store.seen("a@x.org").unwrap().is_empty());
+        store.record_outcomes(&[Outcome::Sent { id }], now()).unwrap();
+        assert!(store.seen("a@x.org").unwrap().contains(&PaperId("2411.1".into())));
+        let row = store.latest_delivery("a@x.org", None).unwrap().unwrap();
+        assert_eq!((row.status, row.attempts), (Status::Sent, 1));
+    }
+
+    #[test]
+    fn consecutive_failures_count_back_from_the_latest_run() {
+        let store = Store::open_in_memory().unwrap();
+        for status in ["failed", "ok", "failed", "failed"] {
+            let id = store.start_run("run", now()).unwrap();
+            store.finish_run(id, status, None, None, now()).unwrap();
+        }
+        assert_eq!(store.consecutive_failures().unwrap(), 2);
+        assert!(store.last_success().unwrap().is_some());
+    }
+}
