@@ -12,9 +12,9 @@ use crate::rank::Index;
 use crate::render::{DigestContext, Renderer};
 use crate::schedule;
 use crate::source::{self, Window, http::HttpClient};
-use crate::store::{Delivery, Item, Kind, NewDelivery, Outcome, Status, Store};
+use crate::store::{Delivery, Item, Kind, NewDelivery, Outcome, Store};
 use chrono::{DateTime, Duration as Days, NaiveDate, Utc};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -528,41 +528,55 @@ async fn send_jobs(
         })
         .buffer_unordered(concurrency);
     let mut results = std::pin::pin!(results);
-    while let Some((job, result)) = results.next().await {
-        progress.inc(1);
-        let to = &job.subscriber.key;
-        match result {
-            Sent::Ok => {
-                summary.sent += 1;
-                tracing::info!(to = %mask_email(to), edition = %job.edition, papers = job.items.len(), "digest sent");
-                outcomes.push(Outcome::Sent { id: job.delivery_id });
-            }
-            Sent::Failed(e) => {
-                summary.failed += 1;
-                summary.errors.push(format!("{to}: failed permanently: {e}"));
-                outcomes.push(Outcome::Failed { id: job.delivery_id, error: e });
-            }
-            Sent::Deferred(e) => {
-                summary.deferred += 1;
-                summary.errors.push(format!("{to}: deferred to the next run: {e}"));
-                outcomes.push(Outcome::Deferred { id: job.delivery_id, error: e });
-            }
-            Sent::TransportDown(e) => {
-                summary.deferred += 1;
-                if !summary.transport_down {
-                    summary.errors.push(format!("mail server unreachable: {e}"));
-                }
-                summary.transport_down = true;
-                outcomes.push(Outcome::Deferred { id: job.delivery_id, error: e });
+    // Group commit: record each outcome as soon as it is known, together with whatever other
+    // outcomes are already waiting. A slow server gets one durable commit per message (the
+    // duplicate window after a crash is one message); a fast one gets batches.
+    while let Some(first) = results.next().await {
+        let mut ready = vec![first];
+        while ready.len() < COMMIT_EVERY {
+            match results.next().now_or_never() {
+                Some(Some(more)) => ready.push(more),
+                _ => break,
             }
         }
-        if outcomes.len() >= COMMIT_EVERY {
-            store.record_outcomes(&outcomes, now)?;
-            outcomes.clear();
+        for (job, result) in ready {
+            progress.inc(1);
+            outcomes.push(outcome(&job, result, summary));
+        }
+        store.record_outcomes(&outcomes, now)?;
+        outcomes.clear();
+    }
+    Ok(())
+}
+
+fn outcome(job: &Job<'_>, result: Sent, summary: &mut RunSummary) -> Outcome {
+    let to = &job.subscriber.key;
+    let id = job.delivery_id;
+    match result {
+        Sent::Ok => {
+            summary.sent += 1;
+            tracing::info!(to = %mask_email(to), edition = %job.edition, papers = job.items.len(), "digest sent");
+            Outcome::Sent { id }
+        }
+        Sent::Failed(error) => {
+            summary.failed += 1;
+            summary.errors.push(format!("{to}: failed permanently: {error}"));
+            Outcome::Failed { id, error }
+        }
+        Sent::Deferred(error) => {
+            summary.deferred += 1;
+            summary.errors.push(format!("{to}: deferred to the next run: {error}"));
+            Outcome::Deferred { id, error }
+        }
+        Sent::TransportDown(error) => {
+            summary.deferred += 1;
+            if !summary.transport_down {
+                summary.errors.push(format!("mail server unreachable: {error}"));
+            }
+            summary.transport_down = true;
+            Outcome::Deferred { id, error }
         }
     }
-    store.record_outcomes(&outcomes, now)?;
-    Ok(())
 }
 
 /// The papers the jobs' items name: from the candidates, else (for retried rows whose

@@ -1,0 +1,482 @@
+//! End to end: the real binary against a loopback HTTP server serving Hugging Face-shaped
+//! fixtures and a loopback SMTP server whose received bytes are parsed; SQLite is real.
+
+#[path = "support/http.rs"]
+mod http_server;
+#[path = "support/smtp.rs"]
+mod smtp_server;
+
+use http_server::{HttpServer, Reply, Route};
+use mail_parser::{MessageParser, MimeHeaders};
+use smtp_server::{Faults, Received, SmtpServer};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const NOW: &str = "2024-11-27T07:00:00Z";
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf");
+
+fn hf_server() -> HttpServer {
+    HttpServer::start(vec![
+        Route::get("/api/daily_papers").param("date", "2024-11-28").reply(Reply::ok("[]")),
+        Route::files("/api/daily_papers", "date", FIXTURES, "json"),
+    ])
+}
+
+/// A test site: a temp folder with a config pointing at the loopback servers.
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn new(http: &str, smtp_port: u16, extra: &str) -> Site {
+        Self::with_subscribers(http, smtp_port, extra, SUBSCRIBERS)
+    }
+
+    fn with_subscribers(http: &str, smtp_port: u16, extra: &str, subscribers: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            r#"
+[digest]
+database = "db.sqlite3"
+lookback_days = 3
+{extra}
+
+[sources.huggingface]
+base_url = "{http}"
+
+[http]
+max_attempts = 2
+backoff_base_ms = 5
+timeout_secs = 5
+
+[mail]
+from = "Paper Digest <digest@example.org>"
+transport = "smtp"
+
+[mail.smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+security = "none"
+max_attempts = 3
+backoff_base_ms = 5
+timeout_secs = 5
+
+[topics.llm-reasoning]
+keywords = ["reasoning", "chain of thought", "critique"]
+
+[topics.video]
+keywords = ["video", "action recognition"]
+exclude = ["medical"]
+{subscribers}
+"#
+        );
+        std::fs::write(dir.path().join("paper-digest.toml"), config).unwrap();
+        Site { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn cmd(&self, args: &[&str], now: &str) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_paper-digest"));
+        cmd.arg("--config").arg(self.path("paper-digest.toml")).arg("--now").arg(now).args(args);
+        cmd.env_remove("PAPER_DIGEST_CONFIG").env_remove("PAPER_DIGEST_NOW").env_remove("RUST_LOG");
+        cmd
+    }
+
+    fn run_at(&self, args: &[&str], now: &str) -> Output {
+        self.cmd(args, now).output().unwrap()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_at(args, NOW)
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.path("db.sqlite3")).unwrap()
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        self.db().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// The preview's paper ids for a subscriber (sends nothing, marks nothing).
+    fn preview_ids(&self, to: &str, now: &str) -> Vec<String> {
+        let out = self.run_at(&["preview", "--to", to, "--format", "json", "--offline"], now);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        doc["papers"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_string()).collect()
+    }
+}
+
+const SUBSCRIBERS: &str = r#"
+[[subscribers]]
+email = "alice@example.org"
+name = "Alice"
+topics = ["llm-reasoning"]
+
+[[subscribers]]
+email = "bob@example.org"
+topics = ["video"]
+max_papers = 5
+
+[[subscribers]]
+email = "carol@example.org"
+"#;
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn html_part(msg: &Received) -> String {
+    let parsed = MessageParser::default().parse(&msg.data).unwrap();
+    parsed.body_html(0).unwrap().into_owned()
+}
+
+fn recipient(msg: &Received) -> String {
+    msg.rcpt_to[0].clone()
+}
+
+/// arXiv ids linked from a digest's HTML part.
+fn linked_ids(msg: &Received) -> BTreeSet<String> {
+    let html = html_part(msg);
+    html.match_indices("arxiv.org/abs/")
+        .map(|(i, m)| html[i + m.len()..].chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect())
+        .collect()
+}
+
+#[test]
+fn a_full_run_delivers_exactly_one_digest_per_subscriber_with_the_expected_papers() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none());
+    let site = Site::new(&http.url(), smtp.port(), "");
+    assert_eq!(code(&site.run(&["fetch"])), 0);
+    let expected: BTreeMap<&str, Vec<String>> = ["alice@example.org", "bob@example.org", "carol@example.org"]
+        .into_iter()
+        .map(|to| (to, site.preview_ids(to, NOW)))
+        .collect();
+    assert!(expected.values().all(|ids| !ids.is_empty()));
+    assert_eq!(expected["bob@example.org"].len(), 5, "bob's max_papers is 5");
+
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 3);
+    for msg in &messages {
+        let to = recipient(msg);
+        let parsed = MessageParser::default().parse(&msg.data).unwrap();
+        assert_eq!(parsed.content_type().unwrap().subtype(), Some("alternative"), "{to}");
+        assert!(parsed.date().is_some() && parsed.message_id().is_some(), "{to}");
+        let want: BTreeSet<String> = expected[to.as_str()].iter().cloned().collect();
+        assert_eq!(linked_ids(msg), want, "{to} got other papers than its preview showed");
+    }
+    let tos: BTreeSet<String> = messages.iter().map(recipient).collect();
+    assert_eq!(tos.len(), 3);
+    // Every delivery is recorded with the Message-ID that went out.
+    let sent_ids = site.count("SELECT COUNT(*) FROM deliveries WHERE status = 'sent'");
+    assert_eq!(sent_ids, 3);
+    for msg in &messages {
+        let mid = msg.message_id().unwrap();
+        let n: i64 = site
+            .db()
+            .query_row("SELECT COUNT(*) FROM deliveries WHERE message_id = ?1 AND status = 'sent'", [&mid], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(n, 1, "{mid}");
+    }
+}
+
+#[test]
+fn a_second_run_the_same_day_sends_nothing_and_the_next_day_repeats_no_paper() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none());
+    let site = Site::new(&http.url(), smtp.port(), "");
+    assert_eq!(code(&site.run(&["run"])), 0);
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(smtp.messages().len(), 3, "the second run must send nothing");
+
+    let out = site.run_at(&["run"], "2024-11-28T07:00:00Z");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 6, "one new edition each the next day");
+    for to in ["alice@example.org", "bob@example.org", "carol@example.org"] {
+        let mine: Vec<&Received> = messages.iter().filter(|m| recipient(m) == to).collect();
+        let (day1, day2) = (linked_ids(mine[0]), linked_ids(mine[1]));
+        assert!(!day2.is_empty());
+        assert!(day1.is_disjoint(&day2), "{to} got a paper twice: {:?}", day1.intersection(&day2).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn a_preview_sends_nothing_and_marks_nothing_seen() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none());
+    let site = Site::new(&http.url(), smtp.port(), "");
+    let out = site.run(&["preview", "--to", "alice@example.org", "--format", "html"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("</html>"));
+    assert_eq!(site.count("SELECT COUNT(*) FROM seen"), 0);
+    assert_eq!(site.count("SELECT COUNT(*) FROM deliveries"), 0);
+    assert!(smtp.messages().is_empty());
+}
+
+#[test]
+fn a_title_with_a_script_tag_arrives_escaped_in_the_html_part() {
+    let listing = r#"[{"paper": {"id": "2411.99999", "title": "<script>alert(1)</script> Reasoning with <b>critique</b>",
+        "summary": "We study reasoning. <img src=x onerror=alert(2)>", "authors": [{"name": "Eve <eve@evil>"}],
+        "upvotes": 7, "publishedAt": "2024-11-27T01:00:00.000Z"}, "numComments": 1}]"#;
+    let http = HttpServer::start(vec![
+        Route::get("/api/daily_papers").param("date", "2024-11-27").reply(Reply::ok(listing)),
+        Route::get("/api/daily_papers").reply(Reply::ok("[]")),
+    ]);
+    let smtp = SmtpServer::start(Faults::none());
+    let site = Site::new(&http.url(), smtp.port(), "");
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let alice = smtp.messages().into_iter().find(|m| recipient(m) == "alice@example.org").unwrap();
+    let html = html_part(&alice);
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "title not escaped");
+    assert!(!html.contains("<script"), "a script tag reached the HTML part");
+    assert!(!html.contains("<img src=x"), "markup from the abstract reached the HTML part");
+}
+
+#[test]
+fn an_unreachable_smtp_server_exits_75_and_marks_nothing_seen() {
+    let http = hf_server();
+    let site = Site::new(&http.url(), SmtpServer::closed_port(), "");
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(stderr(&out).contains("unreachable") || stderr(&out).contains("refused"), "{}", stderr(&out));
+    assert_eq!(site.count("SELECT COUNT(*) FROM seen"), 0);
+    assert_eq!(site.count("SELECT COUNT(*) FROM deliveries WHERE status = 'sent'"), 0);
+
+    // Once the server is back, the next run delivers the planned digests, same Message-IDs.
+    let planned: BTreeSet<String> = {
+        let db = site.db();
+        let mut stmt = db.prepare("SELECT message_id FROM deliveries").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let smtp = SmtpServer::start(Faults::none());
+    let config = std::fs::read_to_string(site.path("paper-digest.toml")).unwrap();
+    let config = config.replace(&format!("port = {}", closed_port_in(&config)), &format!("port = {}", smtp.port()));
+    std::fs::write(site.path("paper-digest.toml"), config).unwrap();
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let got: BTreeSet<String> = smtp.messages().iter().filter_map(Received::message_id).collect();
+    assert_eq!(smtp.messages().len(), 3);
+    assert!(got.is_subset(&planned) || planned.is_empty(), "retried digests keep their Message-ID");
+}
+
+fn closed_port_in(config: &str) -> u16 {
+    config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("port = ").and_then(|p| p.parse().ok()))
+        .unwrap()
+}
+
+#[test]
+fn a_misspelled_key_exits_78_naming_the_file_line_and_key_before_fetching() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none());
+    let site = Site::new(&http.url(), smtp.port(), "max_paper = 3");
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 78);
+    let err = stderr(&out);
+    assert!(err.contains("paper-digest.toml:5:1") && err.contains("digest.max_paper"), "{err}");
+    assert!(http.requests().is_empty(), "nothing may be fetched with a broken config");
+    assert!(smtp.messages().is_empty());
+}
+
+#[test]
+fn a_subscriber_naming_an_undefined_topic_exits_78() {
+    let http = hf_server();
+    let site = Site::with_subscribers(
+        &http.url(),
+        SmtpServer::closed_port(),
+        "",
+        "[[subscribers]]\nemail = \"dan@example.org\"\ntopics = [\"gaussian-splattin\"]\n",
+    );
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 78);
+    assert!(stderr(&out).contains("subscribers[0].topics[0]"), "{}", stderr(&out));
+}
+
+#[test]
+fn when_every_source_fails_nothing_is_sent_and_the_exit_code_is_75() {
+    let http = HttpServer::start(vec![Route::get("/api/daily_papers").reply(Reply::status(503))]);
+    let smtp = SmtpServer::start(Faults::none());
+    let site = Site::new(&http.url(), smtp.port(), "");
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(stderr(&out).contains("503"), "{}", stderr(&out));
+    assert!(smtp.messages().is_empty());
+}
+
+#[test]
+fn one_failing_source_is_named_and_the_others_still_deliver() {
+    let http = hf_server();
+    http.route(Route::get("/broken.xml").reply(Reply::status(500)));
+    let smtp = SmtpServer::start(Faults::none());
+    let extra = "";
+    let site = Site::new(&http.url(), smtp.port(), extra);
+    let config = std::fs::read_to_string(site.path("paper-digest.toml")).unwrap().replace(
+        "[http]",
+        &format!("[[sources.feeds]]\nname = \"lab-blog\"\nurl = \"{}/broken.xml\"\n\n[http]", http.url()),
+    );
+    std::fs::write(site.path("paper-digest.toml"), config).unwrap();
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("lab-blog") && stderr(&out).contains("/broken.xml"), "{}", stderr(&out));
+    assert_eq!(smtp.messages().len(), 3);
+}
+
+#[test]
+fn throttling_451_is_retried_within_the_run_and_delivered_once() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none().tempfail_data(2));
+    let site = Site::new(&http.url(), smtp.port(), "");
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let messages = smtp.messages();
+    let tos: Vec<String> = messages.iter().map(recipient).collect();
+    assert_eq!(tos.len(), 3, "{tos:?}");
+    assert_eq!(tos.iter().collect::<BTreeSet<_>>().len(), 3);
+}
+
+#[test]
+fn a_permanent_550_fails_that_subscriber_only_and_exits_1() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none().reject_rcpt("bob@example.org"));
+    let site = Site::new(&http.url(), smtp.port(), "");
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("bob@example.org"), "the failure names the recipient: {}", stderr(&out));
+    let tos: BTreeSet<String> = smtp.messages().iter().map(recipient).collect();
+    assert_eq!(tos, ["alice@example.org", "carol@example.org"].map(String::from).into());
+    assert_eq!(site.count("SELECT COUNT(*) FROM deliveries WHERE status = 'failed'"), 1);
+    assert_eq!(site.count("SELECT COUNT(*) FROM seen WHERE subscriber = 'bob@example.org'"), 0);
+    let status = site.run(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("bob@example.org") && text.contains("failed"), "{text}");
+}
+
+#[test]
+fn a_connection_dropped_after_data_is_resent_with_the_same_message_id() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none().drop_after_data(1));
+    let site = Site::with_subscribers(
+        &http.url(),
+        smtp.port(),
+        "",
+        "[[subscribers]]\nemail = \"alice@example.org\"\ntopics = [\"llm-reasoning\"]\n",
+    );
+    // The in-run retry may already resend it; either way, one Message-ID, at most two copies.
+    let out = site.run(&["run"]);
+    let first_code = code(&out);
+    if first_code != 0 {
+        assert_eq!(first_code, 1, "{}", stderr(&out));
+        assert_eq!(code(&site.run(&["run"])), 0);
+    }
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 2, "the dropped copy and the resent one");
+    assert_eq!(messages[0].message_id(), messages[1].message_id());
+    assert_eq!(code(&site.run(&["run"])), 0);
+    assert_eq!(smtp.messages().len(), 2, "and nothing more afterwards");
+}
+
+#[test]
+fn starttls_required_against_a_plaintext_only_server_is_refused_before_auth() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none().auth("digest", "s3cret"));
+    let site = Site::new(&http.url(), smtp.port(), "");
+    let pw = site.path("pw");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let config = std::fs::read_to_string(site.path("paper-digest.toml")).unwrap().replace(
+        "security = \"none\"",
+        "security = \"starttls\"\nusername = \"digest\"\npassword_file = \"pw\"",
+    );
+    std::fs::write(site.path("paper-digest.toml"), config).unwrap();
+    let out = site.run(&["run"]);
+    assert_ne!(code(&out), 0);
+    assert!(smtp.messages().is_empty());
+    assert!(!smtp.saw_command("AUTH"), "credentials were offered over plaintext");
+    assert!(!stderr(&out).contains("s3cret"), "the password reached the log");
+    assert_eq!(site.count("SELECT COUNT(*) FROM seen"), 0);
+}
+
+#[test]
+fn a_second_run_while_one_holds_the_lock_exits_75_at_once() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none().slow(Duration::from_millis(700)));
+    let site = Site::new(&http.url(), smtp.port(), "");
+    let mut first = site.cmd(&["run"], NOW).spawn().unwrap();
+    // Wait until the first run holds the lock (it writes its pid into the lock file).
+    let lock = site.path("db.sqlite3.lock");
+    let start = Instant::now();
+    while std::fs::read_to_string(&lock).map_or(true, |s| s.trim().is_empty()) && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = site.run(&["run"]);
+    assert_eq!(code(&second), 75, "{}", stderr(&second));
+    assert!(stderr(&second).contains("lock"), "{}", stderr(&second));
+    assert!(first.wait().unwrap().success());
+    let tos: Vec<String> = smtp.messages().iter().map(recipient).collect();
+    assert_eq!(tos.len(), 3, "nothing doubled: {tos:?}");
+}
+
+/// kill -9 at several points of a 500-subscriber run against a slow server, then rerun:
+/// every subscriber has exactly one accepted digest, or duplicates sharing one Message-ID.
+#[test]
+fn after_kill_9_at_any_point_a_rerun_leaves_every_subscriber_exactly_one_digest() {
+    let subscribers: String = (0..500)
+        .map(|i| format!("[[subscribers]]\nemail = \"reader{i:03}@example.org\"\ntopics = [\"llm-reasoning\"]\n"))
+        .collect();
+    let mut report = Vec::new();
+    // Kill points by progress: before any message, after the first, and at 20%, 50%, 90%.
+    for kill_after in [0_usize, 1, 100, 250, 450] {
+        let http = hf_server();
+        let smtp = SmtpServer::start(Faults::none().slow(Duration::from_millis(8)));
+        let site = Site::with_subscribers(&http.url(), smtp.port(), "", &subscribers);
+        assert_eq!(code(&site.run(&["fetch"])), 0);
+        let mut child = site.cmd(&["run"], NOW).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let start = Instant::now();
+        while smtp.messages().len() < kill_after && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let before = smtp.messages().len();
+        let out = site.run(&["run"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+        let mut by_rcpt: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for m in smtp.messages() {
+            by_rcpt.entry(recipient(&m)).or_default().push(m.message_id().unwrap_or_default());
+        }
+        let missing = 500 - by_rcpt.len();
+        let duplicates: usize = by_rcpt.values().map(|ids| ids.len() - 1).sum();
+        for (to, ids) in &by_rcpt {
+            assert!(ids.iter().all(|id| id == &ids[0]), "{to} got two different digests: {ids:?}");
+        }
+        assert_eq!(missing, 0, "a kill after {kill_after} messages left subscribers without a digest");
+        report.push(format!(
+            "kill after {kill_after:>3} messages: {before:>3} accepted before the kill, {} sent in all, {duplicates} duplicates (same Message-ID), {missing} missing",
+            by_rcpt.len()
+        ));
+    }
+    println!("{}", report.join("\n"));
+}
