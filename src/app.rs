@@ -244,7 +244,7 @@ async fn liked_papers(cfg: &Config, store: &Store) -> Vec<Paper> {
     if !missing.is_empty() {
         match &cfg.sources.arxiv {
             Some(ax) => match HttpClient::new(&cfg.http, HashMap::new()) {
-                Ok(client) => match pending_fetch_by_ids(&client, ax, &missing).await {
+                Ok(client) => match source::arxiv::fetch_by_ids(&client, ax, &missing).await {
                     Ok(more) => papers.extend(more),
                     Err(e) => tracing::warn!("could not fetch liked papers {}: {e}", missing.join(", ")),
                 },
@@ -396,6 +396,7 @@ async fn run_inner(cfg: &Config, store: &Store, now: DateTime<Utc>, shutdown: &S
         send_jobs(cfg, store, &renderer, &mailer, &candidates, jobs, now, shutdown, &mut summary, &progress).await?;
     }
     progress.finish_and_clear();
+    mailer.close().await;
     Ok(summary)
 }
 
@@ -506,7 +507,7 @@ async fn send_jobs(
         return Ok(());
     }
     let papers = papers_for(store, candidates, jobs.iter().flat_map(|j| &j.items))?;
-    let concurrency = cfg.mail.smtp.as_ref().map_or(1, |s| s.concurrency).max(1);
+    let concurrency = mailer.concurrency().max(1);
     let down = std::sync::atomic::AtomicBool::new(false);
     let mut outcomes = Vec::with_capacity(COMMIT_EVERY);
     let results = futures_util::stream::iter(jobs)
@@ -659,11 +660,11 @@ async fn alert_if_due(cfg: &Config, store: &Store, now: DateTime<Utc>, error: &s
     let message_id = mail::new_message_id(&cfg.mail);
     let envelope = Envelope { to: &alerts.email, message_id: &message_id, date: now };
     let sent = match (mail::build(&cfg.mail, &envelope, &rendered), Mailer::new(&cfg.mail)) {
-        (Ok(msg), Ok(mailer)) => mailer.send(&msg, &alerts.email.email.to_string()).await,
+        (Ok(msg), Ok(mailer)) => mailer.send(&msg, alerts.email.email.as_ref()).await,
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
     match sent {
-        Ok(()) => tracing::warn!(to = %mask_email(&alerts.email.email.to_string()), "alert sent after {failures} failing runs"),
+        Ok(()) => tracing::warn!(to = %mask_email(alerts.email.email.as_ref()), "alert sent after {failures} failing runs"),
         Err(e) => tracing::error!("could not send the alert: {e}"),
     }
 }
@@ -685,10 +686,11 @@ fn subscriber<'c>(cfg: &'c Config, email: &str) -> Result<&'c Subscriber> {
 async fn preview(cfg: &Config, args: &PreviewArgs, now: DateTime<Utc>) -> Result<u8> {
     let sub = subscriber(cfg, &args.to)?;
     let store = Store::open(&cfg.digest.database)?;
-    if !args.offline && !cfg.sources.is_empty() {
-        if let Err(e) = fetch(cfg, &store, now, fetch_days(cfg)).await {
-            tracing::warn!("fetch failed, previewing what the database holds: {e}");
-        }
+    if !args.offline
+        && !cfg.sources.is_empty()
+        && let Err(e) = fetch(cfg, &store, now, fetch_days(cfg)).await
+    {
+        tracing::warn!("fetch failed, previewing what the database holds: {e}");
     }
     let candidates = Candidates::load(cfg, &store, now)?;
     let liked = liked_papers(cfg, &store).await;
@@ -806,7 +808,7 @@ async fn explain(cfg: &Config, to: &str, paper: &str, now: DateTime<Utc>) -> Res
     let candidates = Candidates::load(cfg, &store, now)?;
     let liked = liked_papers(cfg, &store).await;
     let indexes = Indexes::new(cfg, &candidates, &liked, now);
-    let explanation = pending_explain(indexes.for_subscriber(sub), sub, &id, &store.seen(&sub.key)?);
+    let explanation = indexes.for_subscriber(sub).explain(sub, &id, &store.seen(&sub.key)?);
     println!("{explanation}");
     Ok(exit::OK)
 }
@@ -918,7 +920,7 @@ async fn check(cfg: &Config, connect: bool, now: DateTime<Utc>) -> Result<u8> {
             }
         }
     }
-    match pending_check(&Mailer::new(&cfg.mail)?).await {
+    match Mailer::new(&cfg.mail)?.check().await {
         Ok(verdict) => println!("ok      mail: {verdict}"),
         Err(e) => {
             failed += 1;
@@ -926,17 +928,6 @@ async fn check(cfg: &Config, connect: bool, now: DateTime<Utc>) -> Result<u8> {
         }
     }
     Ok(if failed == 0 { exit::OK } else { exit::TEMPFAIL })
-}
-
-// LEAD-WIP: shims until the helpers' APIs land.
-async fn pending_fetch_by_ids(_c: &HttpClient, _s: &crate::config::ArxivSettings, _ids: &[String]) -> Result<Vec<Paper>> {
-    Ok(Vec::new())
-}
-fn pending_explain(_i: &Index<'_>, _s: &Subscriber, id: &PaperId, _seen: &HashSet<PaperId>) -> String {
-    id.to_string()
-}
-async fn pending_check(_m: &Mailer) -> Result<String> {
-    Ok(String::new())
 }
 
 #[cfg(test)]

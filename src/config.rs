@@ -748,7 +748,7 @@ impl Validator<'_> {
             let key = format!("subscribers[{i}]");
             let mut email = self.mailbox(&format!("{key}.email"), &s.email)?;
             if email.name.is_none() {
-                email.name = s.name.clone();
+                email.name.clone_from(&s.name);
             }
             let addr_key = email.email.to_string().to_lowercase();
             if !seen.insert(addr_key.clone()) {
@@ -813,6 +813,19 @@ impl Validator<'_> {
                 "mail.unsubscribe_url",
                 format!("`{u}` must be an https URL (RFC 8058 one-click unsubscribe)"),
             ));
+        }
+        // These go into headers verbatim (List-Id, List-Unsubscribe): refuse what would break them
+        // here, with exit 78, rather than failing every subscriber at send time.
+        for (key, value) in [
+            ("mail.list_id", m.list_id.as_deref()),
+            ("mail.unsubscribe_mailto", m.unsubscribe_mailto.as_deref()),
+            ("mail.unsubscribe_url", m.unsubscribe_url.as_deref()),
+        ] {
+            if let Some(v) = value
+                && (v.is_empty() || v.chars().any(|c| !c.is_ascii_graphic() || matches!(c, '<' | '>' | ',')))
+            {
+                return Err(self.err(key, format!("`{v}` must be printable ASCII without spaces, `<`, `>` or `,`")));
+            }
         }
         let domain = from.email.domain().to_string();
         let list_id = m.list_id.unwrap_or_else(|| format!("paper-digest.{domain}"));

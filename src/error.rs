@@ -85,15 +85,16 @@ pub enum Error {
 }
 
 fn location(path: &std::path::Path, line: Option<usize>, column: Option<usize>, key: Option<&str>) -> String {
+    use std::fmt::Write;
     let mut s = path.display().to_string();
     if let Some(line) = line {
-        s.push_str(&format!(":{line}"));
+        let _ = write!(s, ":{line}");
         if let Some(column) = column {
-            s.push_str(&format!(":{column}"));
+            let _ = write!(s, ":{column}");
         }
     }
     if let Some(key) = key {
-        s.push_str(&format!(": key `{key}`"));
+        let _ = write!(s, ": key `{key}`");
     }
     s
 }
@@ -103,8 +104,9 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config { .. } => exit::CONFIG,
-            Error::AllSourcesFailed { .. } | Error::Locked { .. } => exit::TEMPFAIL,
-            Error::Fetch { transient: true, .. }
+            Error::AllSourcesFailed { .. }
+            | Error::Locked { .. }
+            | Error::Fetch { transient: true, .. }
             | Error::Transport { transient: true, .. }
             | Error::Mail { transient: true, .. } => exit::TEMPFAIL,
             _ => exit::PARTIAL,

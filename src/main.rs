@@ -9,7 +9,6 @@ fn main() -> ExitCode {
     match paper_digest::app::main(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            tracing::error!("{err}");
             eprintln!("paper-digest: {err}");
             ExitCode::from(err.exit_code())
         }

@@ -8,7 +8,7 @@ pub mod huggingface;
 pub mod ids;
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::Paper;
 use chrono::{DateTime, NaiveDate, Utc};
 use http::HttpClient;
@@ -70,13 +70,19 @@ pub fn from_config(cfg: &Config) -> Vec<Source> {
     out
 }
 
-/// Fetches every source; one failure is reported and the others go on.
+/// Fetches every source, concurrently across hosts (the client keeps one request at a
+/// time per host); one failure is reported and the others go on. Reports keep the order
+/// of `sources`.
 pub async fn fetch_all(sources: &[Source], client: &HttpClient, window: &Window) -> Vec<Report> {
-    let mut reports = Vec::with_capacity(sources.len());
-    for s in sources {
-        reports.push(Report { source: s.name().to_string(), outcome: s.fetch(client, window).await });
-    }
-    reports
+    let fetches = sources.iter().map(|s| async move {
+        let outcome = s.fetch(client, window).await;
+        match &outcome {
+            Ok(papers) => tracing::info!(source = s.name(), papers = papers.len(), "fetched"),
+            Err(e) => tracing::warn!(source = s.name(), "source failed: {e}"),
+        }
+        Report { source: s.name().to_string(), outcome }
+    });
+    futures_util::future::join_all(fetches).await
 }
 
 /// One paper per id, whatever the number of sources that reported it.
@@ -92,4 +98,34 @@ pub fn merge_all(papers: Vec<Paper>) -> Vec<Paper> {
         }
     }
     by_id.into_values().collect()
+}
+
+/// A JSON syntax error as an [`Error::Parse`] naming the URL, line and column.
+pub(crate) fn parse_error_json(url: &str, e: &serde_json::Error) -> Error {
+    Error::Parse {
+        url: url.to_string(),
+        position: Some(format!("line {}, column {}", e.line(), e.column())),
+        message: e.to_string().split(" at line ").next().unwrap_or_default().to_string(),
+    }
+}
+
+/// An XML problem at byte `offset` of `text` as an [`Error::Parse`] naming the URL, line,
+/// column and byte offset.
+pub(crate) fn parse_error_xml(url: &str, text: &[u8], offset: u64, message: impl Into<String>) -> Error {
+    let offset = usize::try_from(offset).unwrap_or(usize::MAX).min(text.len());
+    let before = &text[..offset];
+    let line_start = before.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let line = before.split(|b| *b == b'\n').count();
+    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    Error::Parse {
+        url: url.to_string(),
+        position: Some(format!("line {line}, column {column} (byte {offset})")),
+        message: message.into(),
+    }
+}
+
+/// `body` as UTF-8, or a parse error at the first invalid byte.
+pub(crate) fn utf8<'a>(url: &str, body: &'a [u8]) -> Result<&'a str> {
+    std::str::from_utf8(body)
+        .map_err(|e| parse_error_xml(url, body, e.valid_up_to() as u64, "the document is not valid UTF-8"))
 }

@@ -1,0 +1,290 @@
+//! The one mailer of a run: picks the transport from the config and turns each message
+//! into "accepted", "try again later" or "will never work", retrying the middle case.
+
+use super::limit::backoff;
+use super::smtp::{Failure, SmtpPool, Stage};
+use crate::config::{MailSettings, TransportKind};
+use crate::error::{Error, Result};
+use crate::logging::mask_email;
+use lettre::{AsyncFileTransport, AsyncSendmailTransport, AsyncTransport, Message, Tokio1Executor};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Sends messages for one run. Shared by `&` between concurrent senders: the SMTP
+/// connection pool, `concurrency`, `rate_limit` and `max_per_hour` hold across all of them.
+pub struct Mailer {
+    transport: Transport,
+    max_attempts: u32,
+    backoff_base: Duration,
+    concurrency: usize,
+    /// A failure of the server itself that every later send would only repeat: AUTH
+    /// refused (retrying could lock the account), no STARTTLS, or no connection at all
+    /// since the run began. Later sends fail at once with it.
+    down: Mutex<Option<(bool, String)>>,
+}
+
+enum Transport {
+    File { dir: PathBuf, inner: AsyncFileTransport<Tokio1Executor> },
+    Sendmail { command: PathBuf, inner: AsyncSendmailTransport<Tokio1Executor> },
+    // Boxed: the pool is large and there is one mailer per run.
+    Smtp(Box<SmtpPool>),
+}
+
+impl fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Mailer");
+        match &self.transport {
+            Transport::File { dir, .. } => d.field("file", dir),
+            Transport::Sendmail { command, .. } => d.field("sendmail", command),
+            Transport::Smtp(pool) => d.field("smtp", pool),
+        };
+        d.field("max_attempts", &self.max_attempts)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mailer {
+    /// Sets up the configured transport. Nothing is connected or written until the
+    /// first [`send`](Self::send) or [`check`](Self::check).
+    pub fn new(settings: &MailSettings) -> Result<Self> {
+        let single = |transport| Mailer {
+            transport,
+            max_attempts: 1,
+            backoff_base: Duration::ZERO,
+            concurrency: 1,
+            down: Mutex::new(None),
+        };
+        Ok(match settings.transport {
+            TransportKind::File => single(Transport::File {
+                dir: settings.file_dir.clone(),
+                inner: AsyncFileTransport::new(&settings.file_dir),
+            }),
+            TransportKind::Sendmail => single(Transport::Sendmail {
+                command: settings.sendmail_command.clone(),
+                inner: AsyncSendmailTransport::new_with_command(&settings.sendmail_command),
+            }),
+            TransportKind::Smtp => {
+                let Some(s) = &settings.smtp else {
+                    return Err(Error::Transport {
+                        transient: false,
+                        message: "transport = \"smtp\" needs a [mail.smtp] table".into(),
+                    });
+                };
+                let pool =
+                    SmtpPool::new(s).map_err(|message| Error::Transport { transient: false, message })?;
+                Mailer {
+                    transport: Transport::Smtp(Box::new(pool)),
+                    max_attempts: s.max_attempts.max(1),
+                    backoff_base: s.backoff_base,
+                    concurrency: s.concurrency.max(1),
+                    down: Mutex::new(None),
+                }
+            }
+        })
+    }
+
+    /// How many [`send`](Self::send)s are worth running at once (SMTP `concurrency`;
+    /// 1 for the file and sendmail transports).
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    /// Sends one message, retrying transient failures with exponential backoff and
+    /// jitter up to `max_attempts`.
+    ///
+    /// `Ok` means the server (or file, or sendmail) accepted it. Otherwise
+    /// [`Error::Mail`] for a failure of this message (`transient`: 4xx, timeout, dropped
+    /// connection; else 5xx), or [`Error::Transport`] when the server itself cannot be
+    /// used (unreachable, TLS or AUTH refused). A dropped connection after the final dot
+    /// is retried like any transient failure, so a message can arrive twice, always with
+    /// the same Message-ID.
+    ///
+    /// Dropping the future mid-send is safe: the connection in use is closed, never
+    /// reused.
+    pub async fn send(&self, msg: &Message, recipient: &str) -> Result<()> {
+        if let Some(e) = self.down() {
+            return Err(e);
+        }
+        let envelope = msg.envelope();
+        let email = msg.formatted();
+        match &self.transport {
+            Transport::File { dir, inner } => {
+                tokio::fs::create_dir_all(dir).await.map_err(|e| Error::Transport {
+                    transient: false,
+                    message: format!("cannot create the outbox folder {}: {e}", dir.display()),
+                })?;
+                inner.send_raw(envelope, &email).await.map(drop).map_err(|e| Error::Transport {
+                    transient: false,
+                    message: format!("cannot write a .eml file into {}: {e}", dir.display()),
+                })
+            }
+            Transport::Sendmail { command, inner } => {
+                // lettre does not pass on sendmail's exit status, so EX_TEMPFAIL cannot be
+                // told from a hard failure; deferring keeps the message for the next run.
+                inner.send_raw(envelope, &email).await.map_err(|e| Error::Mail {
+                    recipient: recipient.to_string(),
+                    transient: true,
+                    message: format!("{} failed: {e}", command.display()),
+                })
+            }
+            Transport::Smtp(pool) => self.send_smtp(pool, envelope, &email, recipient).await,
+        }
+    }
+
+    async fn send_smtp(
+        &self,
+        pool: &SmtpPool,
+        envelope: &lettre::address::Envelope,
+        email: &[u8],
+        recipient: &str,
+    ) -> Result<()> {
+        let masked = mask_email(recipient);
+        let mut attempt = 1;
+        loop {
+            let failure = match pool.send(envelope, email).await {
+                Ok(()) => {
+                    tracing::debug!(to = %masked, attempt, "accepted by the SMTP server");
+                    return Ok(());
+                }
+                Err(failure) => failure,
+            };
+            if !failure.transient || attempt >= self.max_attempts {
+                // The server, not the message, failed; every later send would repeat it.
+                if failure.stage == Stage::Connect && (!failure.transient || !pool.ever_connected()) {
+                    self.set_down(&failure);
+                }
+                return Err(to_error(failure, recipient));
+            }
+            let pause = backoff(self.backoff_base, attempt);
+            tracing::warn!(
+                "mail to {masked}: {}; attempt {attempt} of {}, retrying in {} ms",
+                failure.message.replace(recipient, &masked),
+                self.max_attempts,
+                pause.as_millis()
+            );
+            tokio::time::sleep(pause).await;
+            attempt += 1;
+            if let Some(e) = self.down() {
+                return Err(e);
+            }
+        }
+    }
+
+    /// `check --connect`: reaches the transport without sending anything and returns a
+    /// one-line verdict. For SMTP: a real EHLO, STARTTLS and AUTH, then QUIT.
+    pub async fn check(&self) -> Result<String> {
+        match &self.transport {
+            Transport::File { dir, .. } => check_dir(dir),
+            Transport::Sendmail { command, .. } => check_command(command),
+            Transport::Smtp(pool) => pool
+                .check()
+                .await
+                .map_err(|f| Error::Transport { transient: f.transient, message: f.message }),
+        }
+    }
+
+    /// Ends the run politely: QUIT on every pooled SMTP connection. Dropping the mailer
+    /// without it only closes the sockets.
+    pub async fn close(&self) {
+        if let Transport::Smtp(pool) = &self.transport {
+            pool.close().await;
+        }
+    }
+
+    fn down(&self) -> Option<Error> {
+        let down = self.down.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        down.as_ref()
+            .map(|(transient, message)| Error::Transport { transient: *transient, message: message.clone() })
+    }
+
+    fn set_down(&self, failure: &Failure) {
+        let mut down = self.down.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        down.get_or_insert_with(|| (failure.transient, failure.message.clone()));
+    }
+}
+
+fn to_error(failure: Failure, recipient: &str) -> Error {
+    match failure.stage {
+        Stage::Connect => Error::Transport { transient: failure.transient, message: failure.message },
+        Stage::Message => Error::Mail {
+            recipient: recipient.to_string(),
+            transient: failure.transient,
+            message: failure.message,
+        },
+    }
+}
+
+fn check_dir(dir: &Path) -> Result<String> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() && !m.permissions().readonly() => {
+            Ok(format!("file: .eml files go into {}", dir.display()))
+        }
+        Ok(_) => Err(Error::Transport {
+            transient: false,
+            message: format!("mail.file.dir {} is not a writable folder", dir.display()),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(format!("file: .eml files go into {} (created on the first message)", dir.display()))
+        }
+        Err(e) => Err(Error::Transport {
+            transient: false,
+            message: format!("mail.file.dir {}: {e}", dir.display()),
+        }),
+    }
+}
+
+fn check_command(command: &Path) -> Result<String> {
+    let found = if command.components().count() > 1 {
+        Some(command.to_path_buf()).filter(|p| is_executable(p))
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths).map(|d| d.join(command)).find(|p| is_executable(p))
+        })
+    };
+    found.map(|p| format!("sendmail: messages are piped to {}", p.display())).ok_or_else(|| {
+        Error::Transport {
+            transient: false,
+            message: format!("mail.sendmail.command {} is not an executable file", command.display()),
+        }
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        path.is_file()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_of_the_server_become_transport_errors_and_of_a_message_mail_errors() {
+        let f = |stage, transient| Failure { stage, transient, message: "m".into() };
+        assert!(matches!(
+            to_error(f(Stage::Connect, true), "a@example.org"),
+            Error::Transport { transient: true, .. }
+        ));
+        match to_error(f(Stage::Message, false), "a@example.org") {
+            Error::Mail { recipient, transient: false, .. } => assert_eq!(recipient, "a@example.org"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn sendmail_check_finds_commands_on_the_path_and_refuses_missing_ones() {
+        assert!(check_command(Path::new("sh")).is_ok());
+        let err = check_command(Path::new("/nonexistent/sendmail")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/sendmail"), "{err}");
+    }
+}

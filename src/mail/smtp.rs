@@ -1,0 +1,293 @@
+//! SMTP sending: lettre speaks the protocol (EHLO, STARTTLS, AUTH, envelope, dot-stuffing);
+//! this module owns the connections, so that it can bound them, time them out safely and
+//! tell a failure of the server (connect, TLS, AUTH) from a failure of one message.
+//!
+//! Why not `AsyncSmtpTransport`'s own pool: its `timeout` only covers the TCP connect
+//! (lettre#1027), and a send cut off by an outer timeout hands its half-finished
+//! connection back to the pool, where the next message reads the previous reply. Its
+//! pool also caps idle connections, not open ones, and reports AUTH and TLS failures
+//! like any other error. Here a connection returns to the pool only after a completed
+//! transaction, and a connection that timed out is dropped (closed).
+
+use super::limit::Limiter;
+use crate::config::{Security, SmtpSettings};
+use lettre::address::Envelope;
+use lettre::transport::smtp::Error as SmtpError;
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use std::fmt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Where a failure happened: it decides whether the error is about the server or about
+/// one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// Reaching the server: TCP, greeting, EHLO, STARTTLS, AUTH.
+    Connect,
+    /// MAIL / RCPT / DATA for one message.
+    Message,
+}
+
+/// One failed attempt, classified.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub(crate) stage: Stage,
+    /// 4xx replies, timeouts, refused or dropped connections: a later attempt may succeed.
+    pub(crate) transient: bool,
+    pub(crate) message: String,
+}
+
+/// Up to `concurrency` authenticated connections to one server, shared by all senders.
+pub(crate) struct SmtpPool {
+    host: String,
+    port: u16,
+    security: Security,
+    hello: ClientId,
+    tls: Option<TlsParameters>,
+    username: Option<String>,
+    credentials: Option<Credentials>,
+    timeout: Duration,
+    /// Connections parked after a completed transaction, ready for the next MAIL FROM.
+    idle: Mutex<Vec<AsyncSmtpConnection>>,
+    /// One permit per open connection: bounds connections, not just idle ones.
+    permits: Semaphore,
+    limiter: Limiter,
+    ever_connected: AtomicBool,
+}
+
+impl fmt::Debug for SmtpPool {
+    // Credentials stay out; the username is not secret and helps reading logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpPool")
+            .field("server", &self.endpoint())
+            .field("security", &self.security)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpPool {
+    pub(crate) fn new(s: &SmtpSettings) -> Result<Self, String> {
+        let tls = match s.security {
+            Security::None => None,
+            Security::Starttls | Security::Tls => Some(
+                TlsParameters::new(s.host.clone())
+                    .map_err(|e| format!("cannot set up TLS for {}: {e}", s.host))?,
+            ),
+        };
+        let credentials = match (&s.username, &s.password) {
+            (Some(user), Some(pw)) => Some(Credentials::new(user.clone(), pw.expose().to_string())),
+            _ => None,
+        };
+        let hello = s.helo_name.clone().map_or_else(ClientId::default, ClientId::Domain);
+        Ok(SmtpPool {
+            host: s.host.clone(),
+            port: s.port,
+            security: s.security,
+            hello,
+            tls,
+            username: s.username.clone(),
+            credentials,
+            timeout: s.timeout,
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(s.concurrency.max(1)),
+            limiter: Limiter::new(s.rate_limit, s.max_per_hour),
+            ever_connected: AtomicBool::new(false),
+        })
+    }
+
+    fn endpoint(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// Whether any connection (including AUTH) has succeeded since the pool was made.
+    pub(crate) fn ever_connected(&self) -> bool {
+        self.ever_connected.load(Ordering::Relaxed)
+    }
+
+    /// One attempt at one message, paced by the rate limits.
+    pub(crate) async fn send(&self, envelope: &Envelope, email: &[u8]) -> Result<(), Failure> {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return Err(Failure { stage: Stage::Connect, transient: true, message: "mailer closed".into() });
+        };
+        self.limiter.wait().await;
+        let mut conn = self.checkout().await?;
+        match tokio::time::timeout(self.timeout, conn.send(envelope, email)).await {
+            Ok(Ok(_)) => {
+                self.idle_list().push(conn);
+                Ok(())
+            }
+            // lettre has already sent QUIT and closed the connection after a negative reply.
+            Ok(Err(e)) => Err(self.message_failure(&e)),
+            // Dropping `conn` closes it mid-transaction: the server discards the message,
+            // or (if its final reply was merely late) keeps it; either way no reply can
+            // reach a later message.
+            Err(_) => Err(Failure {
+                stage: Stage::Message,
+                transient: true,
+                message: format!(
+                    "no reply from {} within {} s (the message may or may not have been accepted)",
+                    self.endpoint(),
+                    self.timeout.as_secs_f64()
+                ),
+            }),
+        }
+    }
+
+    /// `check --connect`: a real EHLO / STARTTLS / AUTH, then QUIT, sending nothing.
+    pub(crate) async fn check(&self) -> Result<String, Failure> {
+        let mut conn = self.connect().await?;
+        let server = conn.server_info().name().to_string();
+        let _ = tokio::time::timeout(self.timeout, conn.quit()).await;
+        let tls = match self.security {
+            Security::Starttls => "STARTTLS ok",
+            Security::Tls => "implicit TLS ok",
+            Security::None => "plaintext (security = \"none\")",
+        };
+        let auth = match &self.username {
+            Some(user) if self.credentials.is_some() => format!("AUTH ok as {user}"),
+            _ => "no AUTH (no username configured)".into(),
+        };
+        Ok(format!("smtp {}: {server} answered; {tls}; {auth}", self.endpoint()))
+    }
+
+    /// Says goodbye (QUIT) on every idle connection.
+    pub(crate) async fn close(&self) {
+        let conns = std::mem::take(&mut *self.idle_list());
+        for mut conn in conns {
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
+        }
+    }
+
+    fn idle_list(&self) -> std::sync::MutexGuard<'_, Vec<AsyncSmtpConnection>> {
+        // Connections are pushed and popped whole; a panic elsewhere cannot leave the
+        // list half-updated, so a poisoned lock is still a good list.
+        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A parked connection that still answers NOOP, or a new one.
+    async fn checkout(&self) -> Result<AsyncSmtpConnection, Failure> {
+        loop {
+            let parked = self.idle_list().pop();
+            let Some(mut conn) = parked else { return self.connect().await };
+            // Servers close idle connections on their own schedule; find out now rather
+            // than spending one of the message's attempts on it.
+            if matches!(tokio::time::timeout(self.timeout, conn.test_connected()).await, Ok(true)) {
+                return Ok(conn);
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<AsyncSmtpConnection, Failure> {
+        let attempt = async {
+            let implicit_tls = if self.security == Security::Tls { self.tls.clone() } else { None };
+            let mut conn = AsyncSmtpConnection::connect_tokio1(
+                (self.host.as_str(), self.port),
+                Some(self.timeout),
+                &self.hello,
+                implicit_tls,
+                None,
+            )
+            .await
+            .map_err(|e| self.connect_failure(&e))?;
+            if self.security == Security::Starttls
+                && let Some(tls) = &self.tls
+            {
+                // lettre's `starttls` refuses when the server does not offer it, so this
+                // can never fall back to clear text; AUTH below is not reached.
+                conn.starttls(tls.clone(), &self.hello).await.map_err(|e| self.starttls_failure(&e))?;
+            }
+            if let Some(credentials) = &self.credentials {
+                conn.auth(DEFAULT_MECHANISMS, credentials).await.map_err(|e| self.auth_failure(&e))?;
+            }
+            Ok(conn)
+        };
+        let conn = tokio::time::timeout(self.timeout, attempt).await.map_err(|_| Failure {
+            stage: Stage::Connect,
+            transient: true,
+            message: format!(
+                "{} did not complete the greeting within {} s",
+                self.endpoint(),
+                self.timeout.as_secs_f64()
+            ),
+        })??;
+        self.ever_connected.store(true, Ordering::Relaxed);
+        Ok(conn)
+    }
+
+    fn connect_failure(&self, e: &SmtpError) -> Failure {
+        let endpoint = self.endpoint();
+        let (transient, message) = if e.is_tls() {
+            (false, format!("TLS with {endpoint} failed: {e}"))
+        } else if e.is_permanent() {
+            (false, format!("{endpoint} refused the session: {e}"))
+        } else {
+            // Refused, unreachable, timed out, 421 busy: the server may be back later.
+            (true, format!("cannot connect to {endpoint}: {e}"))
+        };
+        Failure { stage: Stage::Connect, transient, message }
+    }
+
+    fn starttls_failure(&self, e: &SmtpError) -> Failure {
+        let endpoint = self.endpoint();
+        let (transient, message) = if e.is_client() {
+            (
+                false,
+                format!(
+                    "{endpoint} does not offer STARTTLS; refusing to continue in clear text \
+                     (security = \"starttls\"; use \"tls\" for a port with implicit TLS such as 465)"
+                ),
+            )
+        } else if e.is_tls() || e.is_permanent() {
+            (false, format!("STARTTLS with {endpoint} failed: {e}"))
+        } else {
+            (true, format!("STARTTLS with {endpoint} failed: {e}"))
+        };
+        Failure { stage: Stage::Connect, transient, message }
+    }
+
+    fn auth_failure(&self, e: &SmtpError) -> Failure {
+        let endpoint = self.endpoint();
+        let user = self.username.as_deref().unwrap_or_default();
+        let (transient, message) = if e.is_client() {
+            (false, format!("{endpoint} offers no AUTH mechanism paper-digest supports (PLAIN, LOGIN): {e}"))
+        } else if e.is_permanent() {
+            (
+                false,
+                format!("{endpoint} refused AUTH as {user}: {e}; check mail.smtp.username and the password"),
+            )
+        } else {
+            (true, format!("AUTH as {user} at {endpoint} failed: {e}"))
+        };
+        Failure { stage: Stage::Connect, transient, message }
+    }
+
+    fn message_failure(&self, e: &SmtpError) -> Failure {
+        let endpoint = self.endpoint();
+        let code = e.status().map(|c| c.to_string());
+        // "Authentication required" or "bad credentials" after MAIL FROM concern every
+        // message, not this one.
+        let stage = match code.as_deref() {
+            Some("530" | "534" | "535" | "538") => Stage::Connect,
+            _ => Stage::Message,
+        };
+        let (transient, message) = if e.is_permanent() || e.is_transient() {
+            (e.is_transient(), format!("{endpoint} replied with a {e}"))
+        } else if e.is_client() {
+            // Refused before sending, e.g. an internationalised address the server cannot take.
+            (false, e.to_string())
+        } else {
+            (
+                true,
+                format!(
+                    "connection to {endpoint} lost before it confirmed the message (it may have been accepted): {e}"
+                ),
+            )
+        };
+        Failure { stage, transient, message }
+    }
+}
