@@ -137,7 +137,8 @@ async fn dispatch(cfg: Config, command: Command, now: DateTime<Utc>, fixed_clock
         }
         Command::Explain { to, paper } => explain(&cfg, &to, &paper, now).await,
         Command::Daemon => {
-            let clock = if fixed_clock { schedule::Clock::starting_at(now) } else { schedule::Clock::system() };
+            let clock =
+                if fixed_clock { schedule::Clock::starting_at(now) } else { schedule::Clock::system() };
             schedule::daemon(cfg, Shutdown::new(), clock).await
         }
         Command::Init { .. } => unreachable!("handled before the config is loaded"),
@@ -301,7 +302,12 @@ impl<'a> Indexes<'a> {
 fn items(ranked: &[Ranked<'_>]) -> Vec<Item> {
     ranked
         .iter()
-        .map(|r| Item { id: r.paper.id.clone(), score: r.score, topic: r.topic.clone(), matched: r.matched.clone() })
+        .map(|r| Item {
+            id: r.paper.id.clone(),
+            score: r.score,
+            topic: r.topic.clone(),
+            matched: r.matched.clone(),
+        })
         .collect()
 }
 
@@ -344,7 +350,13 @@ pub async fn run_once(cfg: &Config, now: DateTime<Utc>, shutdown: &Shutdown) -> 
         Ok(mut summary) => {
             summary.duration = started.elapsed();
             let json = serde_json::to_value(&summary).ok();
-            store.finish_run(run_id, summary.status(), json.as_ref(), summary.errors.first().map(String::as_str), finished)?;
+            store.finish_run(
+                run_id,
+                summary.status(),
+                json.as_ref(),
+                summary.errors.first().map(String::as_str),
+                finished,
+            )?;
             log_summary(&summary);
             if summary.status() == "failed" {
                 alert_if_due(cfg, &store, now, &summary.errors.join("; ")).await;
@@ -366,7 +378,12 @@ fn log_summary(summary: &RunSummary) {
     tracing::info!("run finished: {summary}");
 }
 
-async fn run_inner(cfg: &Config, store: &Store, now: DateTime<Utc>, shutdown: &Shutdown) -> Result<RunSummary> {
+async fn run_inner(
+    cfg: &Config,
+    store: &Store,
+    now: DateTime<Utc>,
+    shutdown: &Shutdown,
+) -> Result<RunSummary> {
     let mut summary = RunSummary::default();
     if cfg.sources.is_empty() {
         tracing::warn!("no source is enabled in {}: nothing new can arrive", cfg.path.display());
@@ -393,7 +410,8 @@ async fn run_inner(cfg: &Config, store: &Store, now: DateTime<Utc>, shutdown: &S
         }
         let jobs = plan(cfg, store, &indexes, chunk, now, &mut summary)?;
         progress.inc((chunk.len() - jobs.len()) as u64);
-        send_jobs(cfg, store, &renderer, &mailer, &candidates, jobs, now, shutdown, &mut summary, &progress).await?;
+        send_jobs(cfg, store, &renderer, &mailer, &candidates, jobs, now, shutdown, &mut summary, &progress)
+            .await?;
     }
     progress.finish_and_clear();
     mailer.close().await;
@@ -414,11 +432,11 @@ fn plan<'c>(
     let mut fresh = Vec::new();
     let mut fresh_subs = Vec::new();
     for sub in chunk {
-        if !schedule::is_due(sub, now) {
+        let edition = schedule::edition_key(sub, now);
+        if !schedule::is_due(sub, now) && !missed_weekly(store, sub, edition)? {
             summary.skipped += 1;
             continue;
         }
-        let edition = schedule::edition_key(sub, now);
         match store.digest_delivery(&sub.key, edition)? {
             Some(row) if row.status.is_retryable() => {
                 tracing::info!(to = %mask_email(&sub.key), %edition, status = %row.status, "retrying an unfinished delivery");
@@ -470,10 +488,21 @@ fn plan<'c>(
     Ok(jobs)
 }
 
+/// A weekly subscriber whose weekday passed without a run (the host was down) gets that
+/// week's edition from the next run, not a week later. A new subscriber waits for the day.
+fn missed_weekly(store: &Store, sub: &Subscriber, edition: NaiveDate) -> Result<bool> {
+    if sub.frequency != Frequency::Weekly {
+        return Ok(false);
+    }
+    Ok(store.latest_delivery(&sub.key, None)?.is_some_and(|last| last.edition < edition))
+}
+
 fn progress_bar(len: u64) -> indicatif::ProgressBar {
     if std::io::stderr().is_terminal() && !crate::logging::under_journald() && len > 20 {
         let bar = indicatif::ProgressBar::new(len);
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} sending {pos}/{len} [{elapsed}] {wide_bar}") {
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} sending {pos}/{len} [{elapsed}] {wide_bar}")
+        {
             bar.set_style(style);
         }
         bar
@@ -664,7 +693,9 @@ async fn alert_if_due(cfg: &Config, store: &Store, now: DateTime<Utc>, error: &s
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
     match sent {
-        Ok(()) => tracing::warn!(to = %mask_email(alerts.email.email.as_ref()), "alert sent after {failures} failing runs"),
+        Ok(()) => {
+            tracing::warn!(to = %mask_email(alerts.email.email.as_ref()), "alert sent after {failures} failing runs")
+        }
         Err(e) => tracing::error!("could not send the alert: {e}"),
     }
 }
@@ -733,7 +764,9 @@ async fn preview(cfg: &Config, args: &PreviewArgs, now: DateTime<Utc>) -> Result
             let rendered = renderer_for(cfg)?.render(&ctx)?;
             match format {
                 PreviewFormat::Html => rendered.html.into_bytes(),
-                PreviewFormat::Text => format!("Subject: {}\n\n{}", rendered.subject, rendered.text).into_bytes(),
+                PreviewFormat::Text => {
+                    format!("Subject: {}\n\n{}", rendered.subject, rendered.text).into_bytes()
+                }
                 _ => {
                     let id = mail::new_message_id(&cfg.mail);
                     let envelope = Envelope { to: &sub.email, message_id: &id, date: now };
@@ -781,7 +814,13 @@ async fn resend(cfg: &Config, to: &str, edition: Option<NaiveDate>, now: DateTim
     let Some(Some(id)) = store.insert_deliveries(std::slice::from_ref(&row), now)?.first().copied() else {
         return Err(Error::NotFound("could not record the resend".into()));
     };
-    let job = Job { delivery_id: id, subscriber: sub, edition: row.edition, message_id: row.message_id, items: row.items };
+    let job = Job {
+        delivery_id: id,
+        subscriber: sub,
+        edition: row.edition,
+        message_id: row.message_id,
+        items: row.items,
+    };
     let papers = papers_for(&store, &Candidates { daily: Vec::new(), weekly: Vec::new() }, job.items.iter())?;
     let mailer = Mailer::new(&cfg.mail)?;
     let result = send_one(cfg, &store, &renderer_for(cfg)?, &mailer, &job, &papers, now).await;
@@ -793,7 +832,9 @@ async fn resend(cfg: &Config, to: &str, edition: Option<NaiveDate>, now: DateTim
     };
     store.record_outcomes(std::slice::from_ref(&outcome), now)?;
     match &outcome {
-        Outcome::Sent { .. } => println!("resent the {} edition to {} as {}", job.edition, sub.key, job.message_id),
+        Outcome::Sent { .. } => {
+            println!("resent the {} edition to {} as {}", job.edition, sub.key, job.message_id)
+        }
         Outcome::Failed { error, .. } | Outcome::Deferred { error, .. } => {
             eprintln!("paper-digest: resend to {} failed: {error}", sub.key);
         }

@@ -6,134 +6,16 @@ mod http_server;
 #[path = "support/smtp.rs"]
 mod smtp_server;
 
+#[path = "support/site.rs"]
+mod site;
+
 use http_server::{HttpServer, Reply, Route};
 use mail_parser::{MessageParser, MimeHeaders};
+use site::{NOW, Site, code, hf_server, stderr};
 use smtp_server::{Faults, Received, SmtpServer};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
 use std::time::{Duration, Instant};
-
-const NOW: &str = "2024-11-27T07:00:00Z";
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf");
-
-fn hf_server() -> HttpServer {
-    HttpServer::start(vec![
-        Route::get("/api/daily_papers").param("date", "2024-11-28").reply(Reply::ok("[]")),
-        Route::files("/api/daily_papers", "date", FIXTURES, "json"),
-    ])
-}
-
-/// A test site: a temp folder with a config pointing at the loopback servers.
-struct Site {
-    dir: tempfile::TempDir,
-}
-
-impl Site {
-    fn new(http: &str, smtp_port: u16, extra: &str) -> Site {
-        Self::with_subscribers(http, smtp_port, extra, SUBSCRIBERS)
-    }
-
-    fn with_subscribers(http: &str, smtp_port: u16, extra: &str, subscribers: &str) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            r#"
-[digest]
-database = "db.sqlite3"
-lookback_days = 3
-{extra}
-
-[sources.huggingface]
-base_url = "{http}"
-
-[http]
-max_attempts = 2
-backoff_base_ms = 5
-timeout_secs = 5
-
-[mail]
-from = "Paper Digest <digest@example.org>"
-transport = "smtp"
-
-[mail.smtp]
-host = "127.0.0.1"
-port = {smtp_port}
-security = "none"
-max_attempts = 3
-backoff_base_ms = 5
-timeout_secs = 5
-
-[topics.llm-reasoning]
-keywords = ["reasoning", "chain of thought", "critique"]
-
-[topics.video]
-keywords = ["video", "action recognition"]
-exclude = ["medical"]
-{subscribers}
-"#
-        );
-        std::fs::write(dir.path().join("paper-digest.toml"), config).unwrap();
-        Site { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn cmd(&self, args: &[&str], now: &str) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_paper-digest"));
-        cmd.arg("--config").arg(self.path("paper-digest.toml")).arg("--now").arg(now).args(args);
-        cmd.env_remove("PAPER_DIGEST_CONFIG").env_remove("PAPER_DIGEST_NOW").env_remove("RUST_LOG");
-        cmd
-    }
-
-    fn run_at(&self, args: &[&str], now: &str) -> Output {
-        self.cmd(args, now).output().unwrap()
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_at(args, NOW)
-    }
-
-    fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.path("db.sqlite3")).unwrap()
-    }
-
-    fn count(&self, sql: &str) -> i64 {
-        self.db().query_row(sql, [], |r| r.get(0)).unwrap()
-    }
-
-    /// The preview's paper ids for a subscriber (sends nothing, marks nothing).
-    fn preview_ids(&self, to: &str, now: &str) -> Vec<String> {
-        let out = self.run_at(&["preview", "--to", to, "--format", "json", "--offline"], now);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        doc["papers"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_string()).collect()
-    }
-}
-
-const SUBSCRIBERS: &str = r#"
-[[subscribers]]
-email = "alice@example.org"
-name = "Alice"
-topics = ["llm-reasoning"]
-
-[[subscribers]]
-email = "bob@example.org"
-topics = ["video"]
-max_papers = 5
-
-[[subscribers]]
-email = "carol@example.org"
-"#;
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn html_part(msg: &Received) -> String {
     let parsed = MessageParser::default().parse(&msg.data).unwrap();
@@ -186,9 +68,11 @@ fn a_full_run_delivers_exactly_one_digest_per_subscriber_with_the_expected_paper
         let mid = msg.message_id().unwrap();
         let n: i64 = site
             .db()
-            .query_row("SELECT COUNT(*) FROM deliveries WHERE message_id = ?1 AND status = 'sent'", [&mid], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT COUNT(*) FROM deliveries WHERE message_id = ?1 AND status = 'sent'",
+                [&mid],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(n, 1, "{mid}");
     }
@@ -212,7 +96,11 @@ fn a_second_run_the_same_day_sends_nothing_and_the_next_day_repeats_no_paper() {
         let mine: Vec<&Received> = messages.iter().filter(|m| recipient(m) == to).collect();
         let (day1, day2) = (linked_ids(mine[0]), linked_ids(mine[1]));
         assert!(!day2.is_empty());
-        assert!(day1.is_disjoint(&day2), "{to} got a paper twice: {:?}", day1.intersection(&day2).collect::<Vec<_>>());
+        assert!(
+            day1.is_disjoint(&day2),
+            "{to} got a paper twice: {:?}",
+            day1.intersection(&day2).collect::<Vec<_>>()
+        );
     }
 }
 
@@ -259,28 +147,38 @@ fn an_unreachable_smtp_server_exits_75_and_marks_nothing_seen() {
     assert_eq!(site.count("SELECT COUNT(*) FROM seen"), 0);
     assert_eq!(site.count("SELECT COUNT(*) FROM deliveries WHERE status = 'sent'"), 0);
 
-    // Once the server is back, the next run delivers the planned digests, same Message-IDs.
-    let planned: BTreeSet<String> = {
+    // Once the server is back, the next run delivers the planned digests: the same
+    // Message-IDs and the same papers that were recorded before the first attempt.
+    let planned: BTreeMap<String, BTreeSet<String>> = {
         let db = site.db();
-        let mut stmt = db.prepare("SELECT message_id FROM deliveries").unwrap();
-        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        let mut stmt = db.prepare("SELECT message_id, items FROM deliveries").unwrap();
+        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .map(|(mid, items)| {
+                let items: Vec<serde_json::Value> = serde_json::from_str(&items).unwrap();
+                (mid, items.iter().map(|i| i["id"].as_str().unwrap().to_string()).collect())
+            })
+            .collect()
     };
+    assert_eq!(planned.len(), 3, "every digest is planned before the first attempt");
     let smtp = SmtpServer::start(Faults::none());
-    let config = std::fs::read_to_string(site.path("paper-digest.toml")).unwrap();
-    let config = config.replace(&format!("port = {}", closed_port_in(&config)), &format!("port = {}", smtp.port()));
-    std::fs::write(site.path("paper-digest.toml"), config).unwrap();
+    site.edit_config(|c| {
+        c.replace(&format!("port = {}", closed_port_in(&c)), &format!("port = {}", smtp.port()))
+    });
     let out = site.run(&["run"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let got: BTreeSet<String> = smtp.messages().iter().filter_map(Received::message_id).collect();
-    assert_eq!(smtp.messages().len(), 3);
-    assert!(got.is_subset(&planned) || planned.is_empty(), "retried digests keep their Message-ID");
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 3);
+    for msg in &messages {
+        let mid = msg.message_id().unwrap();
+        assert_eq!(Some(&linked_ids(msg)), planned.get(&mid), "{mid}: not the planned digest");
+    }
+    assert!(site.count("SELECT COUNT(*) FROM seen") > 0);
 }
 
 fn closed_port_in(config: &str) -> u16 {
-    config
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("port = ").and_then(|p| p.parse().ok()))
-        .unwrap()
+    config.lines().find_map(|l| l.trim().strip_prefix("port = ").and_then(|p| p.parse().ok())).unwrap()
 }
 
 #[test]
@@ -328,11 +226,12 @@ fn one_failing_source_is_named_and_the_others_still_deliver() {
     let smtp = SmtpServer::start(Faults::none());
     let extra = "";
     let site = Site::new(&http.url(), smtp.port(), extra);
-    let config = std::fs::read_to_string(site.path("paper-digest.toml")).unwrap().replace(
-        "[http]",
-        &format!("[[sources.feeds]]\nname = \"lab-blog\"\nurl = \"{}/broken.xml\"\n\n[http]", http.url()),
-    );
-    std::fs::write(site.path("paper-digest.toml"), config).unwrap();
+    site.edit_config(|c| {
+        c.replace(
+            "[http]",
+            &format!("[[sources.feeds]]\nname = \"lab-blog\"\nurl = \"{}/broken.xml\"\n\n[http]", http.url()),
+        )
+    });
     let out = site.run(&["run"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert!(stderr(&out).contains("lab-blog") && stderr(&out).contains("/broken.xml"), "{}", stderr(&out));
@@ -405,11 +304,12 @@ fn starttls_required_against_a_plaintext_only_server_is_refused_before_auth() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    let config = std::fs::read_to_string(site.path("paper-digest.toml")).unwrap().replace(
-        "security = \"none\"",
-        "security = \"starttls\"\nusername = \"digest\"\npassword_file = \"pw\"",
-    );
-    std::fs::write(site.path("paper-digest.toml"), config).unwrap();
+    site.edit_config(|c| {
+        c.replace(
+            "security = \"none\"",
+            "security = \"starttls\"\nusername = \"digest\"\npassword_file = \"pw\"",
+        )
+    });
     let out = site.run(&["run"]);
     assert_ne!(code(&out), 0);
     assert!(smtp.messages().is_empty());
@@ -427,7 +327,9 @@ fn a_second_run_while_one_holds_the_lock_exits_75_at_once() {
     // Wait until the first run holds the lock (it writes its pid into the lock file).
     let lock = site.path("db.sqlite3.lock");
     let start = Instant::now();
-    while std::fs::read_to_string(&lock).map_or(true, |s| s.trim().is_empty()) && start.elapsed() < Duration::from_secs(20) {
+    while std::fs::read_to_string(&lock).map_or(true, |s| s.trim().is_empty())
+        && start.elapsed() < Duration::from_secs(20)
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
     let second = site.run(&["run"]);
@@ -443,7 +345,9 @@ fn a_second_run_while_one_holds_the_lock_exits_75_at_once() {
 #[test]
 fn after_kill_9_at_any_point_a_rerun_leaves_every_subscriber_exactly_one_digest() {
     let subscribers: String = (0..500)
-        .map(|i| format!("[[subscribers]]\nemail = \"reader{i:03}@example.org\"\ntopics = [\"llm-reasoning\"]\n"))
+        .map(|i| {
+            format!("[[subscribers]]\nemail = \"reader{i:03}@example.org\"\ntopics = [\"llm-reasoning\"]\n")
+        })
         .collect();
     let mut report = Vec::new();
     // Kill points by progress: before any message, after the first, and at 20%, 50%, 90%.
