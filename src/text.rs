@@ -30,15 +30,86 @@ pub fn clean(s: &str) -> String {
 /// HTML elements that abstracts from feeds and APIs carry (arXiv's Atom `<p>`, JATS and
 /// MathML from publishers). Only these are stripped, so `p<0.05` or `<100 samples` survive.
 const KNOWN_TAGS: &[&str] = &[
-    "a", "abbr", "annotation", "b", "big", "blockquote", "br", "cite", "code", "dd", "div", "dl", "dt", "em",
-    "font", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "li", "math", "mfrac", "mi", "mn", "mo",
-    "mrow", "msub", "msubsup", "msup", "ol", "p", "pre", "s", "semantics", "small", "span", "strong", "sub",
-    "sup", "table", "tbody", "td", "th", "thead", "tr", "tt", "u", "ul",
+    "a",
+    "abbr",
+    "annotation",
+    "b",
+    "big",
+    "blockquote",
+    "br",
+    "cite",
+    "code",
+    "dd",
+    "div",
+    "dl",
+    "dt",
+    "em",
+    "font",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "i",
+    "img",
+    "li",
+    "math",
+    "mfrac",
+    "mi",
+    "mn",
+    "mo",
+    "mrow",
+    "msub",
+    "msubsup",
+    "msup",
+    "ol",
+    "p",
+    "pre",
+    "s",
+    "semantics",
+    "small",
+    "span",
+    "strong",
+    "sub",
+    "sup",
+    "table",
+    "tbody",
+    "td",
+    "th",
+    "thead",
+    "tr",
+    "tt",
+    "u",
+    "ul",
 ];
 
 /// Elements after which words must not run together.
-const BLOCK_TAGS: &[&str] =
-    &["blockquote", "br", "dd", "div", "dl", "dt", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "li", "ol", "p", "pre", "table", "td", "th", "tr", "ul"];
+const BLOCK_TAGS: &[&str] = &[
+    "blockquote",
+    "br",
+    "dd",
+    "div",
+    "dl",
+    "dt",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "li",
+    "ol",
+    "p",
+    "pre",
+    "table",
+    "td",
+    "th",
+    "tr",
+    "ul",
+];
 
 /// Removes HTML tags and decodes character references, for abstracts that arrive as HTML.
 ///
@@ -73,9 +144,11 @@ pub fn strip_tags(s: &str) -> String {
                     Some((inner, c)) if !inner.contains('<') => {
                         let inner = strip_tags(inner);
                         let mapped = if name == "sup" { superscript(&inner) } else { subscript(&inner) };
-                        out.push_str(&mapped.unwrap_or_else(|| {
-                            format!("{}{inner}", if name == "sup" { '^' } else { '_' })
-                        }));
+                        out.push_str(
+                            &mapped.unwrap_or_else(|| {
+                                format!("{}{inner}", if name == "sup" { '^' } else { '_' })
+                            }),
+                        );
                         rest = &body[c + end.len()..];
                     }
                     _ => rest = body,
@@ -104,7 +177,7 @@ struct Tag {
 }
 
 /// Parses a tag at the start of `s` (which starts with `<`): a known element name, then
-/// nothing but well-formed attributes up to `>`.
+/// nothing but `name=value` attributes up to `>`.
 fn tag(s: &str) -> Option<Tag> {
     let b = s.as_bytes();
     let mut i = 1;
@@ -142,21 +215,27 @@ fn tag(s: &str) -> Option<Tag> {
         if i == attr {
             return None;
         }
-        if b.get(i) == Some(&b'=') {
-            i += 1;
-            match b.get(i)? {
-                q @ (b'"' | b'\'') => {
-                    let end = s[i + 1..].find(char::from(*q))?;
-                    i += end + 2;
+        // Valueless attributes are legal HTML but rare in abstracts, while "a<b and c>d"
+        // is common: only `name=value` counts.
+        if b.get(i) != Some(&b'=') {
+            return None;
+        }
+        i += 1;
+        match b.get(i)? {
+            q @ (b'"' | b'\'') => {
+                let end = s[i + 1..].find(char::from(*q))?;
+                i += end + 2;
+            }
+            _ => {
+                let v = i;
+                while i < b.len()
+                    && !b[i].is_ascii_whitespace()
+                    && !matches!(b[i], b'>' | b'<' | b'"' | b'\'')
+                {
+                    i += 1;
                 }
-                _ => {
-                    let v = i;
-                    while i < b.len() && !b[i].is_ascii_whitespace() && !matches!(b[i], b'>' | b'<' | b'"' | b'\'') {
-                        i += 1;
-                    }
-                    if i == v {
-                        return None;
-                    }
+                if i == v {
+                    return None;
                 }
             }
         }
@@ -364,7 +443,8 @@ pub fn truncate_words(s: &str, max_chars: usize) -> String {
     let limit = s.char_indices().nth(max_chars.saturating_sub(1)).map_or(s.len(), |(i, _)| i);
     let head = &s[..limit];
     let cut = head.rfind(char::is_whitespace).filter(|&i| i > 0).unwrap_or(limit);
-    let head = head[..cut].trim_end_matches(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | ':' | '(' | '-' | '–'));
+    let head = head[..cut]
+        .trim_end_matches(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | ':' | '(' | '-' | '–'));
     format!("{head}…")
 }
 
@@ -429,5 +509,47 @@ mod tests {
     fn clean_collapses_whitespace_and_drops_controls() {
         assert_eq!(clean("  a\n\tb\u{0007}c\u{202E}d  "), "a bcd");
         assert_eq!(clean(""), "");
+    }
+
+    #[test]
+    fn strip_tags_removes_html_but_keeps_less_than_signs() {
+        assert_eq!(clean(&strip_tags("<p>We show <i>x</i> &amp; y.</p><p>Next</p>")), "We show x & y. Next");
+        assert_eq!(strip_tags("p<0.05 in <100 samples, a<b and c>d"), "p<0.05 in <100 samples, a<b and c>d");
+        assert_eq!(strip_tags("H<sub>2</sub>O and x<sup>2</sup>, e<sup>iπ</sup>"), "H₂O and x², e^iπ");
+        assert_eq!(clean(&strip_tags("<jats:p>JATS</jats:p> &#8211; &#x3b1; &bogus;")), "JATS – α &bogus;");
+        assert_eq!(strip_tags("<a href=\"https://x.org\" title='t'>link</a>"), "link");
+    }
+
+    #[test]
+    fn first_sentences_cuts_at_a_sentence_boundary() {
+        let s = "The first sentence is here. Second one follows it, e.g. with an abbreviation. Third. Fourth sentence.";
+        assert_eq!(first_sentences(s, 1, 400), "The first sentence is here.");
+        assert_eq!(
+            first_sentences(s, 2, 400),
+            "The first sentence is here. Second one follows it, e.g. with an abbreviation."
+        );
+        // A short fragment ("Third.") joins its neighbour instead of counting alone.
+        assert_eq!(first_sentences(s, 3, 400), s);
+        // The character budget wins over the sentence count, but one sentence always shows.
+        assert_eq!(first_sentences(s, 3, 30), "The first sentence is here.");
+        assert_eq!(first_sentences("One very long sentence without any end", 2, 20), "One very long…");
+    }
+
+    #[test]
+    fn truncate_words_stops_at_a_word_boundary() {
+        assert_eq!(truncate_words("short", 10), "short");
+        assert_eq!(truncate_words("alpha beta, gamma delta", 14), "alpha beta…");
+    }
+
+    #[test]
+    fn wrap_fills_lines_up_to_the_width() {
+        let s = "the quick brown fox jumps over the lazy dog";
+        assert_eq!(wrap(s, 16, "", ""), "the quick brown\nfox jumps over\nthe lazy dog");
+        assert_eq!(wrap(s, 20, " 1. ", "    "), " 1. the quick brown\n    fox jumps over\n    the lazy dog");
+        // URLs stay whole; other overlong words are broken.
+        let url = "https://example.org/a/very/long/path/that/does/not/fit";
+        assert_eq!(wrap(&format!("see {url} now"), 20, "", ""), format!("see\n{url}\nnow"));
+        assert_eq!(wrap("abcdefghij", 4, "", ""), "abcd\nefgh\nij");
+        assert_eq!(wrap("a\n\nb", 10, "> ", "> "), "> a\n\n> b");
     }
 }
