@@ -135,7 +135,7 @@ async fn dispatch(cfg: Config, command: Command, now: DateTime<Utc>, fixed_clock
             let _lock = InstanceLock::acquire(&cfg.digest.lock_file)?;
             resend(&cfg, &to, edition, now).await
         }
-        Command::Explain { to, paper } => explain(&cfg, &to, &paper, now).await,
+        Command::Explain { to, paper, json } => explain(&cfg, &to, &paper, json, now).await,
         Command::Daemon => {
             let clock =
                 if fixed_clock { schedule::Clock::starting_at(now) } else { schedule::Clock::system() };
@@ -694,7 +694,7 @@ async fn alert_if_due(cfg: &Config, store: &Store, now: DateTime<Utc>, error: &s
     };
     match sent {
         Ok(()) => {
-            tracing::warn!(to = %mask_email(alerts.email.email.as_ref()), "alert sent after {failures} failing runs")
+            tracing::warn!(to = %mask_email(alerts.email.email.as_ref()), "alert sent after {failures} failing runs");
         }
         Err(e) => tracing::error!("could not send the alert: {e}"),
     }
@@ -833,7 +833,7 @@ async fn resend(cfg: &Config, to: &str, edition: Option<NaiveDate>, now: DateTim
     store.record_outcomes(std::slice::from_ref(&outcome), now)?;
     match &outcome {
         Outcome::Sent { .. } => {
-            println!("resent the {} edition to {} as {}", job.edition, sub.key, job.message_id)
+            println!("resent the {} edition to {} as {}", job.edition, sub.key, job.message_id);
         }
         Outcome::Failed { error, .. } | Outcome::Deferred { error, .. } => {
             eprintln!("paper-digest: resend to {} failed: {error}", sub.key);
@@ -842,7 +842,7 @@ async fn resend(cfg: &Config, to: &str, edition: Option<NaiveDate>, now: DateTim
     Ok(code)
 }
 
-async fn explain(cfg: &Config, to: &str, paper: &str, now: DateTime<Utc>) -> Result<u8> {
+async fn explain(cfg: &Config, to: &str, paper: &str, json: bool, now: DateTime<Utc>) -> Result<u8> {
     let sub = subscriber(cfg, to)?;
     let store = Store::open(&cfg.digest.database)?;
     let id = PaperId(source::ids::normalize_arxiv(paper).unwrap_or_else(|| paper.trim().to_string()));
@@ -850,7 +850,12 @@ async fn explain(cfg: &Config, to: &str, paper: &str, now: DateTime<Utc>) -> Res
     let liked = liked_papers(cfg, &store).await;
     let indexes = Indexes::new(cfg, &candidates, &liked, now);
     let explanation = indexes.for_subscriber(sub).explain(sub, &id, &store.seen(&sub.key)?);
-    println!("{explanation}");
+    if json {
+        let text = serde_json::to_string_pretty(&explanation).map_err(|e| Error::NotFound(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{explanation}");
+    }
     Ok(exit::OK)
 }
 

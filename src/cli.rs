@@ -76,6 +76,9 @@ pub enum Command {
         /// arXiv id (any form: 2411.16500v2, arXiv:2411.16500, an abs/pdf URL)
         #[arg(long, value_name = "ID")]
         paper: String,
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
     },
     /// Run on the config's cron schedule until SIGTERM/SIGINT (for hosts without systemd)
     Daemon,

@@ -128,6 +128,10 @@ fn explain_says_why_a_paper_ranked_or_was_left_out() {
 
     let out = site.run(&["explain", "--to", "bob@example.org", "--paper", "2411.16500"]);
     assert!(stdout(&out).contains("left out"), "{}", stdout(&out));
+    let out = site.run(&["explain", "--to", "alice@example.org", "--paper", "2411.16500", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["paper"], "2411.16500");
+    assert!(doc["verdict"].to_string().contains("matched"), "{doc}");
 
     assert_eq!(code(&site.run(&["run"])), 0);
     let out =

@@ -14,6 +14,7 @@ use mail_parser::{MessageParser, MimeHeaders};
 use site::{NOW, Site, code, hf_server, stderr};
 use smtp_server::{Faults, Received, SmtpServer};
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 
 use std::time::{Duration, Instant};
 
@@ -344,11 +345,10 @@ fn a_second_run_while_one_holds_the_lock_exits_75_at_once() {
 /// every subscriber has exactly one accepted digest, or duplicates sharing one Message-ID.
 #[test]
 fn after_kill_9_at_any_point_a_rerun_leaves_every_subscriber_exactly_one_digest() {
-    let subscribers: String = (0..500)
-        .map(|i| {
-            format!("[[subscribers]]\nemail = \"reader{i:03}@example.org\"\ntopics = [\"llm-reasoning\"]\n")
-        })
-        .collect();
+    let subscribers = (0..500).fold(String::new(), |mut s, i| {
+        let _ = writeln!(s, "[[subscribers]]\nemail = \"reader{i:03}@example.org\"\ntopics = [\"llm-reasoning\"]");
+        s
+    });
     let mut report = Vec::new();
     // Kill points by progress: before any message, after the first, and at 20%, 50%, 90%.
     for kill_after in [0_usize, 1, 100, 250, 450] {

@@ -1,0 +1,473 @@
+//! The candidates of one run, analyzed once: token streams, positional postings, field
+//! lengths, author and category lookups, and TF-IDF vectors for `like` similarity.
+//!
+//! Everything a topic query needs is precomputed here so that compiling a topic and
+//! ranking a subscriber never touch the papers' text again.
+
+use super::analyze::{Analyzer, FoldedPiece, Name, fold};
+use crate::model::Paper;
+use std::collections::HashMap;
+
+/// A phrase break inside a token stream; never a term id.
+pub(crate) const BREAK: u32 = u32::MAX;
+/// A keyword word absent from every candidate: the phrase cannot match.
+const UNKNOWN: u32 = u32::MAX - 1;
+
+/// The two text fields, as indices into per-field arrays.
+pub(crate) const TITLE: usize = 0;
+pub(crate) const ABSTRACT: usize = 1;
+
+/// One occurrence of a term.
+#[derive(Debug, Clone, Copy)]
+struct Posting {
+    doc: u32,
+    field: u8,
+    /// Position in the field's token stream.
+    pos: u32,
+    /// Stream tokens this occurrence covers: 1 for a word, n for the closed compound of
+    /// an n-word hyphen group ("pre-training" also posts `pretrain` spanning 2).
+    span: u8,
+}
+
+/// A candidate's analyzed text.
+#[derive(Debug)]
+pub(crate) struct Doc {
+    /// Token streams (term ids, [`BREAK`] between phrases) of title and abstract.
+    fields: [Vec<u32>; 2],
+    /// Words per field, not counting breaks.
+    pub(crate) len: [f64; 2],
+}
+
+/// How often a phrase occurs in one candidate, per field.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct DocTf {
+    pub(crate) doc: u32,
+    pub(crate) tf: [u32; 2],
+}
+
+/// A phrase's occurrences over the candidates, with its inverse document frequency.
+#[derive(Debug)]
+pub(crate) struct PhraseStats {
+    /// Sorted by doc.
+    pub(crate) hits: Vec<DocTf>,
+    pub(crate) idf: f64,
+}
+
+impl PhraseStats {
+    pub(crate) fn get(&self, doc: u32) -> Option<&DocTf> {
+        self.hits.binary_search_by_key(&doc, |h| h.doc).ok().map(|i| &self.hits[i])
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Corpus {
+    analyzer: Analyzer,
+    /// Stem → term id.
+    vocab: HashMap<String, u32>,
+    pub(crate) docs: Vec<Doc>,
+    /// By term id; each list in doc order.
+    postings: Vec<Vec<Posting>>,
+    pub(crate) avg_len: [f64; 2],
+    /// Keywords as written → phrase, so a keyword many topics share is analyzed once.
+    keywords: HashMap<String, Option<usize>>,
+    /// Phrases compiled so far, shared by every topic that uses them.
+    phrase_ids: HashMap<(Vec<u32>, Option<u32>), usize>,
+    pub(crate) phrases: Vec<PhraseStats>,
+    /// Folded surname → (doc, parsed author name).
+    surnames: HashMap<String, Vec<(u32, Name)>>,
+    /// Folded arXiv category → docs, sorted.
+    categories: HashMap<String, Vec<u32>>,
+    /// Sparse unit TF-IDF vectors, sorted by term; built on first `like`.
+    vectors: Option<Vec<Vec<(u32, f32)>>>,
+}
+
+impl Corpus {
+    pub(crate) fn new(papers: &[Paper]) -> Self {
+        let analyzer = Analyzer::default();
+        let mut vocab: HashMap<String, u32> = HashMap::new();
+        // Folded word → term id, so each distinct surface word is stemmed once per run.
+        let mut memo: HashMap<String, u32> = HashMap::new();
+        let mut postings: Vec<Vec<Posting>> = Vec::new();
+        let mut docs = Vec::with_capacity(papers.len());
+        let mut surnames: HashMap<String, Vec<(u32, Name)>> = HashMap::new();
+        let mut categories: HashMap<String, Vec<u32>> = HashMap::new();
+
+        for (d, paper) in papers.iter().enumerate() {
+            let doc = d as u32;
+            let mut fields: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
+            let mut len = [0.0; 2];
+            for (field, text) in [(TITLE, &paper.title), (ABSTRACT, &paper.summary)] {
+                let stream = &mut fields[field];
+                Analyzer::folded_pieces(text, |piece| match piece {
+                    FoldedPiece::Word(w) => {
+                        let id = intern(&analyzer, &mut memo, &mut vocab, &mut postings, w);
+                        postings[id as usize].push(Posting {
+                            doc,
+                            field: field as u8,
+                            pos: stream.len() as u32,
+                            span: 1,
+                        });
+                        stream.push(id);
+                        len[field] += 1.0;
+                    }
+                    FoldedPiece::Joined { word, len: words } => {
+                        let id = intern(&analyzer, &mut memo, &mut vocab, &mut postings, word);
+                        let span = words.min(usize::from(u8::MAX));
+                        postings[id as usize].push(Posting {
+                            doc,
+                            field: field as u8,
+                            pos: (stream.len() - words) as u32,
+                            span: span as u8,
+                        });
+                    }
+                    FoldedPiece::Break => {
+                        if stream.last().is_some_and(|t| *t != BREAK) {
+                            stream.push(BREAK);
+                        }
+                    }
+                });
+            }
+            docs.push(Doc { fields, len });
+
+            for author in &paper.authors {
+                if let Some(name) = Name::parse(author) {
+                    surnames.entry(name.surname.clone()).or_default().push((doc, name));
+                }
+            }
+            for category in &paper.categories {
+                let list = categories.entry(fold(category.trim())).or_default();
+                if list.last() != Some(&doc) {
+                    list.push(doc);
+                }
+            }
+        }
+
+        let n = docs.len().max(1) as f64;
+        let avg_len = [
+            docs.iter().map(|d| d.len[TITLE]).sum::<f64>() / n,
+            docs.iter().map(|d| d.len[ABSTRACT]).sum::<f64>() / n,
+        ];
+        Corpus {
+            analyzer,
+            vocab,
+            docs,
+            postings,
+            avg_len,
+            keywords: HashMap::new(),
+            phrase_ids: HashMap::new(),
+            phrases: Vec::new(),
+            surnames,
+            categories,
+            vectors: None,
+        }
+    }
+
+    /// Compiles a keyword (a word or a phrase) into its occurrences over the candidates,
+    /// reusing the result when another topic asked for the same phrase. `None` when the
+    /// keyword holds no word at all.
+    pub(crate) fn phrase(&mut self, keyword: &str) -> Option<usize> {
+        if let Some(&known) = self.keywords.get(keyword) {
+            return known;
+        }
+        let id = self.compile_phrase(keyword);
+        self.keywords.insert(keyword.to_string(), id);
+        id
+    }
+
+    fn compile_phrase(&mut self, keyword: &str) -> Option<usize> {
+        let words: Vec<u32> = self
+            .analyzer
+            .words(keyword)
+            .iter()
+            .map(|w| self.vocab.get(w.as_str()).copied().unwrap_or(UNKNOWN))
+            .collect();
+        if words.is_empty() {
+            return None;
+        }
+        // "pre-training" should also find "pretraining" written closed.
+        let closed = match self.analyzer.closed_compound(keyword) {
+            Some(stem) if words.len() > 1 => Some(self.vocab.get(stem.as_str()).copied().unwrap_or(UNKNOWN)),
+            _ => None,
+        };
+        let key = (words, closed);
+        if let Some(&id) = self.phrase_ids.get(&key) {
+            return Some(id);
+        }
+        let mut hits = self.occurrences(&key.0, true);
+        if let Some(closed) = closed {
+            // Only real closed words here: the closed forms posted for hyphen groups are
+            // the very occurrences the split phrase already counted.
+            merge(&mut hits, self.occurrences(&[closed], false));
+        }
+        let n = self.docs.len() as f64;
+        let df = hits.len() as f64;
+        let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+        let id = self.phrases.len();
+        self.phrases.push(PhraseStats { hits, idf });
+        self.phrase_ids.insert(key, id);
+        Some(id)
+    }
+
+    /// Where the consecutive terms `words` occur, per doc and field.
+    fn occurrences(&self, words: &[u32], with_joined: bool) -> Vec<DocTf> {
+        let Some((&first, rest)) = words.split_first() else { return Vec::new() };
+        let Some(list) = self.postings.get(first as usize) else { return Vec::new() };
+        let mut out: Vec<DocTf> = Vec::new();
+        for p in list {
+            if p.span > 1 && !with_joined {
+                continue;
+            }
+            let stream = &self.docs[p.doc as usize].fields[usize::from(p.field)];
+            let after = p.pos as usize + usize::from(p.span);
+            let follows = stream.get(after..after + rest.len()).is_some_and(|s| s == rest);
+            if !follows {
+                continue;
+            }
+            match out.last_mut() {
+                Some(last) if last.doc == p.doc => last.tf[usize::from(p.field)] += 1,
+                _ => {
+                    let mut tf = [0; 2];
+                    tf[usize::from(p.field)] = 1;
+                    out.push(DocTf { doc: p.doc, tf });
+                }
+            }
+        }
+        out
+    }
+
+    /// The candidates with an author `name` refers to, each once, in doc order.
+    pub(crate) fn authored_by(&self, name: &Name) -> Vec<u32> {
+        let mut docs: Vec<u32> = self
+            .surnames
+            .get(&name.surname)
+            .into_iter()
+            .flatten()
+            .filter(|(_, author)| name.matches(author))
+            .map(|(doc, _)| *doc)
+            .collect();
+        docs.dedup();
+        docs
+    }
+
+    /// The candidates in an arXiv category: `cs.CL` exactly, or a whole archive (`cs`)
+    /// when the topic names one without a dot.
+    pub(crate) fn in_category(&self, category: &str) -> Vec<u32> {
+        let wanted = fold(category.trim());
+        let mut docs: Vec<u32> = if wanted.contains('.') {
+            self.categories.get(&wanted).cloned().unwrap_or_default()
+        } else {
+            self.categories
+                .iter()
+                .filter(|(c, _)| c.split('.').next() == Some(wanted.as_str()))
+                .flat_map(|(_, d)| d.iter().copied())
+                .collect()
+        };
+        docs.sort_unstable();
+        docs.dedup();
+        docs
+    }
+
+    /// Cosine similarity, in TF-IDF space over the candidates, between `liked` and every
+    /// candidate. Terms the candidates never use carry no weight: they cannot make two
+    /// candidates differ.
+    pub(crate) fn similarities(&mut self, liked: &Paper) -> Vec<f64> {
+        if self.vectors.is_none() {
+            self.vectors = Some(self.doc_vectors());
+        }
+        let mut counts: HashMap<u32, f64> = HashMap::new();
+        for (field, text) in [(TITLE, &liked.title), (ABSTRACT, &liked.summary)] {
+            for word in self.analyzer.words(text) {
+                if let Some(&id) = self.vocab.get(word.as_str()) {
+                    *counts.entry(id).or_default() += FIELD_TF[field];
+                }
+            }
+        }
+        let idf = self.term_idf();
+        let mut query: Vec<(u32, f64)> =
+            counts.into_iter().map(|(t, c)| (t, (1.0 + c.ln()) * idf[t as usize])).collect();
+        let norm = query.iter().map(|(_, w)| w * w).sum::<f64>().sqrt();
+        let Some(vectors) = &self.vectors else { return vec![0.0; self.docs.len()] };
+        if norm == 0.0 {
+            return vec![0.0; self.docs.len()];
+        }
+        query.sort_unstable_by_key(|(t, _)| *t);
+        vectors.iter().map(|v| sparse_dot(&query, v) / norm).collect()
+    }
+
+    /// `ln((N + 1) / (df + 1))`: zero for a word every candidate uses, so function words
+    /// drop out of `like` similarity without a stop-word list.
+    fn term_idf(&self) -> Vec<f64> {
+        let n = self.docs.len() as f64;
+        self.postings
+            .iter()
+            .map(|list| {
+                let mut df = 0.0;
+                let mut last = None;
+                for p in list.iter().filter(|p| p.span == 1) {
+                    if last != Some(p.doc) {
+                        df += 1.0;
+                        last = Some(p.doc);
+                    }
+                }
+                ((n + 1.0) / (df + 1.0)).ln()
+            })
+            .collect()
+    }
+
+    fn doc_vectors(&self) -> Vec<Vec<(u32, f32)>> {
+        let idf = self.term_idf();
+        self.docs
+            .iter()
+            .map(|doc| {
+                let mut counts: HashMap<u32, f64> = HashMap::new();
+                for (field, stream) in doc.fields.iter().enumerate() {
+                    for &t in stream.iter().filter(|t| **t != BREAK) {
+                        *counts.entry(t).or_default() += FIELD_TF[field];
+                    }
+                }
+                let mut v: Vec<(u32, f64)> =
+                    counts.into_iter().map(|(t, c)| (t, (1.0 + c.ln()) * idf[t as usize])).collect();
+                let norm = v.iter().map(|(_, w)| w * w).sum::<f64>().sqrt();
+                v.sort_unstable_by_key(|(t, _)| *t);
+                v.into_iter()
+                    .filter(|(_, w)| *w > 0.0)
+                    .map(|(t, w)| (t, if norm > 0.0 { (w / norm) as f32 } else { 0.0 }))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// A title word counts twice in `like` vectors: titles say what a paper is about.
+const FIELD_TF: [f64; 2] = [2.0, 1.0];
+
+fn sparse_dot(query: &[(u32, f64)], doc: &[(u32, f32)]) -> f64 {
+    let (mut i, mut j, mut sum) = (0, 0, 0.0);
+    while i < query.len() && j < doc.len() {
+        match query[i].0.cmp(&doc[j].0) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                sum += query[i].1 * f64::from(doc[j].1);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    sum
+}
+
+fn intern(
+    analyzer: &Analyzer,
+    memo: &mut HashMap<String, u32>,
+    vocab: &mut HashMap<String, u32>,
+    postings: &mut Vec<Vec<Posting>>,
+    word: &str,
+) -> u32 {
+    if let Some(&id) = memo.get(word) {
+        return id;
+    }
+    let stem = analyzer.stem(word);
+    let next = vocab.len() as u32;
+    let id = *vocab.entry(stem).or_insert(next);
+    if id == next {
+        postings.push(Vec::new());
+    }
+    memo.insert(word.to_string(), id);
+    id
+}
+
+/// Adds `more` into `into`, both sorted by doc.
+fn merge(into: &mut Vec<DocTf>, more: Vec<DocTf>) {
+    if more.is_empty() {
+        return;
+    }
+    let mut out = Vec::with_capacity(into.len() + more.len());
+    let (mut a, mut b) = (into.drain(..).peekable(), more.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x.doc == y.doc => {
+                let (x, y) = (a.next(), b.next());
+                x.zip(y).map(|(x, y)| DocTf { doc: x.doc, tf: [x.tf[0] + y.tf[0], x.tf[1] + y.tf[1]] })
+            }
+            (Some(x), Some(y)) => {
+                if x.doc < y.doc {
+                    a.next()
+                } else {
+                    b.next()
+                }
+            }
+            (Some(_), None) => a.next(),
+            (None, Some(_)) => b.next(),
+            (None, None) => break,
+        };
+        out.extend(next);
+    }
+    drop(a);
+    *into = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paper(title: &str, summary: &str) -> Paper {
+        Paper { title: title.into(), summary: summary.into(), ..Paper::default() }
+    }
+
+    fn hits(corpus: &mut Corpus, keyword: &str) -> Vec<DocTf> {
+        corpus.phrase(keyword).map(|p| corpus.phrases[p].hits.clone()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_phrase_matches_consecutive_stemmed_words_in_either_spelling() {
+        let papers = [
+            paper("Scaling test-time compute", ""),
+            paper("", "compute at test time, and more test times"),
+            paper("Test. Time flies", "time for a test"),
+        ];
+        let mut c = Corpus::new(&papers);
+        let h = hits(&mut c, "test-time");
+        assert_eq!(h, [DocTf { doc: 0, tf: [1, 0] }, DocTf { doc: 1, tf: [0, 2] }]);
+        assert_eq!(hits(&mut c, "test time"), h);
+    }
+
+    #[test]
+    fn closed_and_hyphenated_compounds_find_each_other_without_double_counting() {
+        let papers = [paper("Pre-training at scale", ""), paper("Pretraining at scale", "")];
+        let mut c = Corpus::new(&papers);
+        let both = [DocTf { doc: 0, tf: [1, 0] }, DocTf { doc: 1, tf: [1, 0] }];
+        assert_eq!(hits(&mut c, "pretraining"), both);
+        assert_eq!(hits(&mut c, "pre-training"), both);
+    }
+
+    #[test]
+    fn the_same_phrase_is_compiled_once() {
+        let mut c = Corpus::new(&[paper("Video generation", "")]);
+        assert_eq!(c.phrase("video generation"), c.phrase("Video  Generation"));
+        assert_eq!(c.phrase("..."), None);
+    }
+
+    #[test]
+    fn rarer_phrases_weigh_more() {
+        let papers = [paper("video", ""), paper("video diffusion", ""), paper("video", "")];
+        let mut c = Corpus::new(&papers);
+        let common = c.phrase("video").unwrap();
+        let rare = c.phrase("diffusion").unwrap();
+        assert!(c.phrases[rare].idf > c.phrases[common].idf);
+    }
+
+    #[test]
+    fn like_similarity_is_highest_for_the_closest_abstract() {
+        let papers = [
+            paper("Gaussian splatting for scenes", "fast radiance field rendering with gaussians"),
+            paper("Reward models for reasoning", "math reasoning with process reward models"),
+            paper("A survey", "we survey many things"),
+        ];
+        let mut c = Corpus::new(&papers);
+        let liked = paper("Splatting gaussians", "real-time radiance field rendering");
+        let sims = c.similarities(&liked);
+        assert!(sims[0] > 0.3, "{sims:?}");
+        assert!(sims[1] < 0.05 && sims[2] < 0.05, "{sims:?}");
+    }
+}
