@@ -193,7 +193,9 @@ async fn fetch(cfg: &Config, store: &Store, now: DateTime<Utc>, days: u32) -> Re
         client.set_min_gap(&host, ax.delay);
     }
     let window = window(now, days);
+    let spin = spinner(format!("fetching {} days from {} sources", days, sources.len()));
     let reports = source::fetch_all(&sources, &client, &window).await;
+    spin.finish_and_clear();
     let mut papers = Vec::new();
     let mut fetched = Fetched { ok: 0, errors: Vec::new(), new_papers: 0 };
     let mut counts = Vec::new();
@@ -497,18 +499,31 @@ fn missed_weekly(store: &Store, sub: &Subscriber, edition: NaiveDate) -> Result<
     Ok(store.latest_delivery(&sub.key, None)?.is_some_and(|last| last.edition < edition))
 }
 
+/// Progress is shown on an interactive terminal only: never in the journal or a pipe.
+fn show_progress() -> bool {
+    std::io::stderr().is_terminal() && !crate::logging::under_journald()
+}
+
 fn progress_bar(len: u64) -> indicatif::ProgressBar {
-    if std::io::stderr().is_terminal() && !crate::logging::under_journald() && len > 20 {
-        let bar = indicatif::ProgressBar::new(len);
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{spinner} sending {pos}/{len} [{elapsed}] {wide_bar}")
-        {
-            bar.set_style(style);
-        }
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
+    if !show_progress() || len <= 20 {
+        return indicatif::ProgressBar::hidden();
     }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} sending {pos}/{len} [{elapsed}] {wide_bar}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn spinner(message: String) -> indicatif::ProgressBar {
+    if !show_progress() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner().with_message(message);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
 }
 
 /// What a send came to, before it is recorded.

@@ -824,7 +824,9 @@ impl Validator<'_> {
             if let Some(v) = value
                 && (v.is_empty() || v.chars().any(|c| !c.is_ascii_graphic() || matches!(c, '<' | '>' | ',')))
             {
-                return Err(self.err(key, format!("`{v}` must be printable ASCII without spaces, `<`, `>` or `,`")));
+                return Err(
+                    self.err(key, format!("`{v}` must be printable ASCII without spaces, `<`, `>` or `,`"))
+                );
             }
         }
         let domain = from.email.domain().to_string();
@@ -833,8 +835,10 @@ impl Validator<'_> {
             m.unsubscribe_mailto.or_else(|| Some(format!("{}?subject=unsubscribe", from.email)));
         let smtp = match (m.transport, m.smtp) {
             (TransportKind::Smtp, None) => {
-                return Err(self
-                    .err("mail.smtp", "transport = \"smtp\" needs a [mail.smtp] table with at least `host`"));
+                return Err(self.err(
+                    "mail.smtp",
+                    "transport = \"smtp\" needs a [mail.smtp] table with at least `host`",
+                ));
             }
             (_, Some(s)) => Some(self.smtp(s, m.transport == TransportKind::Smtp)?),
             (_, None) => None,

@@ -142,8 +142,7 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
-const DELIVERY_COLUMNS: &str =
-    "id, subscriber, edition, kind, message_id, status, items, attempts, last_error, created_at, updated_at, sent_at";
+const DELIVERY_COLUMNS: &str = "id, subscriber, edition, kind, message_id, status, items, attempts, last_error, created_at, updated_at, sent_at";
 
 fn delivery(r: &Row<'_>) -> rusqlite::Result<Delivery> {
     let edition: String = r.get(2)?;
@@ -260,8 +259,9 @@ impl Store {
                 let mut seen = tx.prepare_cached(
                     "INSERT OR IGNORE INTO seen (subscriber, paper_id, edition, seen_at) VALUES (?1, ?2, ?3, ?4)",
                 )?;
-                let mut other =
-                    tx.prepare_cached("UPDATE deliveries SET status = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1")?;
+                let mut other = tx.prepare_cached(
+                    "UPDATE deliveries SET status = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1",
+                )?;
                 for o in outcomes {
                     match o {
                         Outcome::Sent { id } => {
@@ -310,7 +310,8 @@ impl Store {
         let mut stmt = conn
             .prepare("SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status")
             .map_err(|e| self.err(e))?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))).map_err(|e| self.err(e))?;
+        let rows =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))).map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
@@ -417,7 +418,9 @@ mod tests {
     #[test]
     fn one_digest_per_subscriber_and_edition() {
         let store = Store::open_in_memory().unwrap();
-        let ids = store.insert_deliveries(&[planned("a@x.org", "<1@x>"), planned("a@x.org", "<2@x>")], now()).unwrap();
+        let ids = store
+            .insert_deliveries(&[planned("a@x.org", "<1@x>"), planned("a@x.org", "<2@x>")], now())
+            .unwrap();
         assert!(ids[0].is_some());
         assert_eq!(ids[1], None);
         let row = store.digest_delivery("a@x.org", "2024-11-27".parse().unwrap()).unwrap().unwrap();

@@ -71,8 +71,9 @@ impl Store {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
         )
         .map_err(|e| Error::store(&self.path, e))?;
-        let version: i64 =
-            conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| Error::store(&self.path, e))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| Error::store(&self.path, e))?;
         if version > MIGRATIONS.len() as i64 {
             return Err(Error::Store {
                 path: self.path.clone(),
@@ -85,7 +86,8 @@ impl Store {
         for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = conn.transaction().map_err(|e| Error::store(&self.path, e))?;
             tx.execute_batch(sql).map_err(|e| Error::store(&self.path, e))?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(|e| Error::store(&self.path, e))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(|e| Error::store(&self.path, e))?;
             tx.commit().map_err(|e| Error::store(&self.path, e))?;
             tracing::debug!(migration = name, "applied migration");
         }
@@ -104,7 +106,8 @@ impl Store {
 
     /// Stores what a fetch brought, in one transaction: papers merged with what is already
     /// stored (the latest Hugging Face upvotes win), their sources, and the HTTP validators
-    /// that let the next fetch ask "changed since?". Returns how many papers are new.
+    /// that let the next fetch ask "changed since?" (`validators` is the client's whole map
+    /// after the fetch). Returns how many papers are new.
     pub fn record_fetch(
         &self,
         papers: &[Paper],
@@ -116,7 +119,8 @@ impl Store {
         let now_s = ts(now);
         let mut new = 0;
         {
-            let mut get = tx.prepare_cached("SELECT data FROM papers WHERE id = ?1").map_err(|e| self.err(e))?;
+            let mut get =
+                tx.prepare_cached("SELECT data FROM papers WHERE id = ?1").map_err(|e| self.err(e))?;
             let mut put = tx
                 .prepare_cached(
                     "INSERT INTO papers (id, data, upvotes, published, first_seen, last_seen)
@@ -126,7 +130,9 @@ impl Store {
                 )
                 .map_err(|e| self.err(e))?;
             let mut src = tx
-                .prepare_cached("INSERT OR IGNORE INTO paper_sources (paper_id, source, first_seen) VALUES (?1, ?2, ?3)")
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO paper_sources (paper_id, source, first_seen) VALUES (?1, ?2, ?3)",
+                )
                 .map_err(|e| self.err(e))?;
             for p in papers {
                 let stored: Option<String> =
@@ -160,23 +166,19 @@ impl Store {
                     src.execute(params![merged.id.as_str(), s, now_s]).map_err(|e| self.err(e))?;
                 }
             }
-            let mut cache = tx
-                .prepare_cached(
-                    "INSERT INTO http_cache (url, etag, last_modified, updated_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (url) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified,
-                        updated_at = excluded.updated_at",
-                )
-                .map_err(|e| self.err(e))?;
-            for (url, v) in validators {
-                cache.execute(params![url, v.etag, v.last_modified, now_s]).map_err(|e| self.err(e))?;
-            }
+            sync_validators(&tx, validators, now).map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(new)
     }
 
     /// Records one source's fetch result for `status`.
-    pub fn record_source(&self, source: &str, now: DateTime<Utc>, result: std::result::Result<usize, &str>) -> Result<()> {
+    pub fn record_source(
+        &self,
+        source: &str,
+        now: DateTime<Utc>,
+        result: std::result::Result<usize, &str>,
+    ) -> Result<()> {
         let now_s = ts(now);
         let (success, error, count) = match result {
             Ok(n) => (Some(now_s.clone()), None, n as i64),
@@ -217,9 +219,12 @@ impl Store {
     /// The validators stored for conditional GET, by URL.
     pub fn http_validators(&self) -> Result<HashMap<String, Validators>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT url, etag, last_modified FROM http_cache").map_err(|e| self.err(e))?;
+        let mut stmt =
+            conn.prepare("SELECT url, etag, last_modified FROM http_cache").map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, Validators { etag: r.get(1)?, last_modified: r.get(2)? })))
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, Validators { etag: r.get(1)?, last_modified: r.get(2)? }))
+            })
             .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
@@ -247,7 +252,8 @@ impl Store {
     /// The stored papers with these ids, in the order given (missing ones left out).
     pub fn papers(&self, ids: &[PaperId]) -> Result<Vec<Paper>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT data FROM papers WHERE id = ?1").map_err(|e| self.err(e))?;
+        let mut stmt =
+            conn.prepare_cached("SELECT data FROM papers WHERE id = ?1").map_err(|e| self.err(e))?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let data: Option<String> =
@@ -263,24 +269,66 @@ impl Store {
     pub fn paper_sources(&self, id: &PaperId) -> Result<Vec<String>> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached("SELECT source FROM paper_sources WHERE paper_id = ?1 ORDER BY first_seen, source")
+            .prepare_cached(
+                "SELECT source FROM paper_sources WHERE paper_id = ?1 ORDER BY first_seen, source",
+            )
             .map_err(|e| self.err(e))?;
         let rows = stmt.query_map([id.as_str()], |r| r.get(0)).map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
     pub fn paper_count(&self) -> Result<u64> {
-        self.conn().query_row("SELECT COUNT(*) FROM papers", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(|e| self.err(e))
+        self.conn()
+            .query_row("SELECT COUNT(*) FROM papers", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
     }
 
     /// The papers a subscriber has been sent.
     pub fn seen(&self, subscriber: &str) -> Result<HashSet<PaperId>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT paper_id FROM seen WHERE subscriber = ?1").map_err(|e| self.err(e))?;
-        let rows = stmt.query_map([subscriber], |r| r.get::<_, String>(0).map(PaperId)).map_err(|e| self.err(e))?;
+        let mut stmt = conn
+            .prepare_cached("SELECT paper_id FROM seen WHERE subscriber = ?1")
+            .map_err(|e| self.err(e))?;
+        let rows =
+            stmt.query_map([subscriber], |r| r.get::<_, String>(0).map(PaperId)).map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 }
+
+/// Makes the stored validators equal `validators`, writing only what changed, and forgets
+/// those not refreshed for [`VALIDATOR_TTL_DAYS`]: one Hugging Face URL a day would
+/// otherwise accumulate forever. A forgotten URL costs one unconditional fetch.
+fn sync_validators(
+    tx: &rusqlite::Transaction<'_>,
+    validators: &HashMap<String, Validators>,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    let stored: HashMap<String, Validators> = {
+        let mut stmt = tx.prepare_cached("SELECT url, etag, last_modified FROM http_cache")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, Validators { etag: r.get(1)?, last_modified: r.get(2)? })))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let now_s = ts(now);
+    let mut put = tx.prepare_cached(
+        "INSERT INTO http_cache (url, etag, last_modified, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (url) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified,
+            updated_at = excluded.updated_at",
+    )?;
+    for (url, v) in validators.iter().filter(|(url, v)| stored.get(*url) != Some(*v)) {
+        put.execute(params![url, v.etag, v.last_modified, now_s])?;
+    }
+    let mut delete = tx.prepare_cached("DELETE FROM http_cache WHERE url = ?1")?;
+    for url in stored.keys().filter(|url| !validators.contains_key(*url)) {
+        delete.execute([url])?;
+    }
+    let cutoff = now - chrono::Duration::days(VALIDATOR_TTL_DAYS);
+    tx.execute("DELETE FROM http_cache WHERE updated_at < ?1", [ts(cutoff)])?;
+    Ok(())
+}
+
+/// How long a URL's validators are kept without being refreshed.
+const VALIDATOR_TTL_DAYS: i64 = 45;
 
 fn json_err(e: serde_json::Error) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(Box::new(e))
@@ -320,14 +368,41 @@ mod tests {
     fn upsert_keeps_one_row_the_latest_upvotes_and_every_source() {
         let store = Store::open_in_memory().unwrap();
         let now = at("2024-11-27T07:00:00Z");
-        assert_eq!(store.record_fetch(&[paper("2411.1", "huggingface", 5)], &HashMap::new(), now).unwrap(), 1);
+        assert_eq!(
+            store.record_fetch(&[paper("2411.1", "huggingface", 5)], &HashMap::new(), now).unwrap(),
+            1
+        );
         assert_eq!(store.record_fetch(&[paper("2411.1", "arxiv", 0)], &HashMap::new(), now).unwrap(), 0);
-        assert_eq!(store.record_fetch(&[paper("2411.1", "huggingface", 9)], &HashMap::new(), now).unwrap(), 0);
+        assert_eq!(
+            store.record_fetch(&[paper("2411.1", "huggingface", 9)], &HashMap::new(), now).unwrap(),
+            0
+        );
         let got = store.papers(&[PaperId("2411.1".into())]).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].upvotes, 9);
         assert_eq!(store.paper_sources(&got[0].id).unwrap(), ["arxiv", "huggingface"]);
         assert_eq!(store.paper_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn validators_are_synced_and_old_ones_forgotten() {
+        let store = Store::open_in_memory().unwrap();
+        let v = |tag: &str| Validators { etag: Some(tag.into()), last_modified: None };
+        let map = HashMap::from([("http://x/old".to_string(), v("1")), ("http://x/kept".to_string(), v("2"))]);
+        store.record_fetch(&[], &map, at("2024-10-01T07:00:00Z")).unwrap();
+        // Two months later (a run loads the stored map, then its client updates it):
+        // /kept changed, /gone is new; then the client dropped /gone (no validators sent).
+        let mut map = store.http_validators().unwrap();
+        map.insert("http://x/kept".into(), v("3"));
+        map.insert("http://x/gone".into(), v("4"));
+        store.record_fetch(&[], &map, at("2024-11-27T07:00:00Z")).unwrap();
+        let mut map = store.http_validators().unwrap();
+        assert!(!map.contains_key("http://x/old"), "not refreshed for 57 days: forgotten");
+        map.remove("http://x/gone");
+        store.record_fetch(&[], &map, at("2024-11-27T08:00:00Z")).unwrap();
+        let got = store.http_validators().unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got["http://x/kept"], v("3"));
     }
 
     #[test]
