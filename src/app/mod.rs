@@ -1,7 +1,9 @@
 //! Composition root: Config → Store → Sources → Ranker → Renderer → Mailer.
-//! `run_once(now)` is the whole daily job; the other commands reuse its parts.
+//! `run_once(now)` is the whole daily job; the other commands ([`commands`]) reuse its parts.
 
-use crate::cli::{Cli, Command, PreviewArgs, PreviewFormat};
+mod commands;
+
+use crate::cli::{Cli, Command};
 use crate::config::{self, Config, Subscriber};
 use crate::error::{Error, Result, exit};
 use crate::lock::InstanceLock;
@@ -12,12 +14,11 @@ use crate::rank::Index;
 use crate::render::{DigestContext, Renderer};
 use crate::schedule;
 use crate::source::{self, Window, http::HttpClient};
-use crate::store::{Delivery, Item, Kind, NewDelivery, Outcome, Store};
+use crate::store::{Item, Kind, NewDelivery, Outcome, Store};
 use chrono::{DateTime, Duration as Days, NaiveDate, Utc};
 use futures_util::{FutureExt, StreamExt};
 use std::collections::{HashMap, HashSet};
-use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 pub use tokio_util::sync::CancellationToken as Shutdown;
 
@@ -95,7 +96,7 @@ impl std::fmt::Display for RunSummary {
 pub fn main(cli: Cli) -> Result<u8> {
     let now = cli.now.unwrap_or_else(Utc::now);
     if let Command::Init { path, force } = &cli.command {
-        return init(path, *force);
+        return commands::init(path, *force);
     }
     let path = config::locate(cli.config.as_deref());
     let cfg = Config::load(&path)?;
@@ -128,14 +129,14 @@ async fn dispatch(cfg: Config, command: Command, now: DateTime<Utc>, fixed_clock
             );
             Ok(if fetched.errors.is_empty() { exit::OK } else { exit::PARTIAL })
         }
-        Command::Preview(args) => preview(&cfg, &args, now).await,
-        Command::Check { connect } => check(&cfg, connect, now).await,
-        Command::Status { json } => status(&cfg, json, now),
+        Command::Preview(args) => commands::preview(&cfg, &args, now).await,
+        Command::Check { connect } => commands::check(&cfg, connect, now).await,
+        Command::Status { json } => commands::status(&cfg, json, now),
         Command::Resend { to, edition } => {
             let _lock = InstanceLock::acquire(&cfg.digest.lock_file)?;
-            resend(&cfg, &to, edition, now).await
+            commands::resend(&cfg, &to, edition, now).await
         }
-        Command::Explain { to, paper, json } => explain(&cfg, &to, &paper, json, now).await,
+        Command::Explain { to, paper, json } => commands::explain(&cfg, &to, &paper, json, now).await,
         Command::Daemon => {
             let clock =
                 if fixed_clock { schedule::Clock::starting_at(now) } else { schedule::Clock::system() };
@@ -143,21 +144,6 @@ async fn dispatch(cfg: Config, command: Command, now: DateTime<Utc>, fixed_clock
         }
         Command::Init { .. } => unreachable!("handled before the config is loaded"),
     }
-}
-
-fn init(path: &Path, force: bool) -> Result<u8> {
-    if path.exists() && !force {
-        return Err(Error::Config {
-            path: path.to_path_buf(),
-            line: None,
-            column: None,
-            key: None,
-            message: "already exists; pass --force to overwrite it".into(),
-        });
-    }
-    std::fs::write(path, include_str!("../config/example.toml")).map_err(|e| Error::io(path, e))?;
-    println!("wrote {}; edit the subscribers and topics, then run `paper-digest check`", path.display());
-    Ok(exit::OK)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -713,282 +699,6 @@ async fn alert_if_due(cfg: &Config, store: &Store, now: DateTime<Utc>, error: &s
         }
         Err(e) => tracing::error!("could not send the alert: {e}"),
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Preview, resend, explain, status, check
-
-fn subscriber<'c>(cfg: &'c Config, email: &str) -> Result<&'c Subscriber> {
-    cfg.subscriber(email).ok_or_else(|| {
-        let known: Vec<&str> = cfg.subscribers.iter().map(|s| s.key.as_str()).collect();
-        Error::NotFound(format!(
-            "{email} is not a subscriber in {} (subscribers: {})",
-            cfg.path.display(),
-            if known.is_empty() { "none".into() } else { known.join(", ") }
-        ))
-    })
-}
-
-async fn preview(cfg: &Config, args: &PreviewArgs, now: DateTime<Utc>) -> Result<u8> {
-    let sub = subscriber(cfg, &args.to)?;
-    let store = Store::open(&cfg.digest.database)?;
-    if !args.offline
-        && !cfg.sources.is_empty()
-        && let Err(e) = fetch(cfg, &store, now, fetch_days(cfg)).await
-    {
-        tracing::warn!("fetch failed, previewing what the database holds: {e}");
-    }
-    let candidates = Candidates::load(cfg, &store, now)?;
-    let liked = liked_papers(cfg, &store).await;
-    let indexes = Indexes::new(cfg, &candidates, &liked, now);
-    let edition = schedule::edition_key(sub, now);
-    // An unfinished ledger row is what the next run will send, so that is the preview.
-    let items = match store.digest_delivery(&sub.key, edition)? {
-        Some(row) if row.status.is_retryable() => row.items,
-        _ => items(&indexes.for_subscriber(sub).rank(sub, &store.seen(&sub.key)?)),
-    };
-    let papers = papers_for(&store, &candidates, items.iter())?;
-    let ranked = ranked_from_items(&items, &papers);
-    let out = match args.format {
-        PreviewFormat::Json => {
-            let list: Vec<serde_json::Value> = ranked
-                .iter()
-                .map(|r| {
-                    serde_json::json!({
-                        "id": r.paper.id,
-                        "title": r.paper.title,
-                        "score": r.score,
-                        "topic": r.topic,
-                        "matched": r.matched.iter().map(|m| serde_json::json!({"term": m.term, "field": m.field})).collect::<Vec<_>>(),
-                        "url": r.paper.link(),
-                        "upvotes": r.paper.upvotes,
-                    })
-                })
-                .collect();
-            let doc = serde_json::json!({ "to": sub.key, "edition": edition, "papers": list });
-            serde_json::to_vec_pretty(&doc).map_err(|e| Error::NotFound(e.to_string()))?
-        }
-        format => {
-            let ctx = DigestContext {
-                subscriber: sub,
-                edition,
-                papers: &ranked,
-                unsubscribe_url: cfg.mail.unsubscribe_url.as_deref(),
-                unsubscribe_mailto: cfg.mail.unsubscribe_mailto.as_deref(),
-            };
-            let rendered = renderer_for(cfg)?.render(&ctx)?;
-            match format {
-                PreviewFormat::Html => rendered.html.into_bytes(),
-                PreviewFormat::Text => {
-                    format!("Subject: {}\n\n{}", rendered.subject, rendered.text).into_bytes()
-                }
-                _ => {
-                    let id = mail::new_message_id(&cfg.mail);
-                    let envelope = Envelope { to: &sub.email, message_id: &id, date: now };
-                    mail::build(&cfg.mail, &envelope, &rendered)?.formatted()
-                }
-            }
-        }
-    };
-    write_output(args.output.as_deref(), &out)?;
-    Ok(exit::OK)
-}
-
-fn renderer_for(cfg: &Config) -> Result<Renderer> {
-    Renderer::new(cfg.digest.templates.as_deref())
-}
-
-fn write_output(path: Option<&Path>, bytes: &[u8]) -> Result<()> {
-    match path {
-        Some(p) => std::fs::write(p, bytes).map_err(|e| Error::io(p, e)),
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(bytes).and_then(|()| stdout.flush()).map_err(|e| Error::io("<stdout>", e))
-        }
-    }
-}
-
-async fn resend(cfg: &Config, to: &str, edition: Option<NaiveDate>, now: DateTime<Utc>) -> Result<u8> {
-    let sub = subscriber(cfg, to)?;
-    let store = Store::open(&cfg.digest.database)?;
-    let Some(original) = store.latest_delivery(&sub.key, edition)? else {
-        return Err(Error::NotFound(format!(
-            "no digest for {}{} in {}",
-            sub.key,
-            edition.map(|d| format!(" on {d}")).unwrap_or_default(),
-            cfg.digest.database.display()
-        )));
-    };
-    let row = NewDelivery {
-        subscriber: sub.key.clone(),
-        edition: original.edition,
-        kind: Kind::Resend,
-        message_id: mail::new_message_id(&cfg.mail),
-        items: original.items.clone(),
-    };
-    let Some(Some(id)) = store.insert_deliveries(std::slice::from_ref(&row), now)?.first().copied() else {
-        return Err(Error::NotFound("could not record the resend".into()));
-    };
-    let job = Job {
-        delivery_id: id,
-        subscriber: sub,
-        edition: row.edition,
-        message_id: row.message_id,
-        items: row.items,
-    };
-    let papers = papers_for(&store, &Candidates { daily: Vec::new(), weekly: Vec::new() }, job.items.iter())?;
-    let mailer = Mailer::new(&cfg.mail)?;
-    let result = send_one(cfg, &store, &renderer_for(cfg)?, &mailer, &job, &papers, now).await;
-    let (outcome, code) = match result {
-        Sent::Ok => (Outcome::Sent { id }, exit::OK),
-        Sent::Failed(e) => (Outcome::Failed { id, error: e }, exit::PARTIAL),
-        Sent::Deferred(e) => (Outcome::Deferred { id, error: e }, exit::PARTIAL),
-        Sent::TransportDown(e) => (Outcome::Deferred { id, error: e }, exit::TEMPFAIL),
-    };
-    store.record_outcomes(std::slice::from_ref(&outcome), now)?;
-    match &outcome {
-        Outcome::Sent { .. } => {
-            println!("resent the {} edition to {} as {}", job.edition, sub.key, job.message_id);
-        }
-        Outcome::Failed { error, .. } | Outcome::Deferred { error, .. } => {
-            eprintln!("paper-digest: resend to {} failed: {error}", sub.key);
-        }
-    }
-    Ok(code)
-}
-
-async fn explain(cfg: &Config, to: &str, paper: &str, json: bool, now: DateTime<Utc>) -> Result<u8> {
-    let sub = subscriber(cfg, to)?;
-    let store = Store::open(&cfg.digest.database)?;
-    let id = PaperId(source::ids::normalize_arxiv(paper).unwrap_or_else(|| paper.trim().to_string()));
-    let candidates = Candidates::load(cfg, &store, now)?;
-    let liked = liked_papers(cfg, &store).await;
-    let indexes = Indexes::new(cfg, &candidates, &liked, now);
-    let explanation = indexes.for_subscriber(sub).explain(sub, &id, &store.seen(&sub.key)?);
-    if json {
-        let text = serde_json::to_string_pretty(&explanation).map_err(|e| Error::NotFound(e.to_string()))?;
-        println!("{text}");
-    } else {
-        print!("{explanation}");
-    }
-    Ok(exit::OK)
-}
-
-fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8> {
-    let store = Store::open(&cfg.digest.database)?;
-    let last_run = store.last_run()?;
-    let last_success = store.last_success_run()?;
-    let next_run = schedule::next_run(&cfg.digest.schedule, cfg.digest.timezone, now);
-    let sources = store.source_statuses()?;
-    let deliveries: HashMap<String, Delivery> =
-        store.last_deliveries()?.into_iter().map(|d| (d.subscriber.clone(), d)).collect();
-    let subscribers: Vec<serde_json::Value> = cfg
-        .subscribers
-        .iter()
-        .map(|s| {
-            let d = deliveries.get(&s.key);
-            serde_json::json!({
-                "email": s.key,
-                "frequency": s.frequency,
-                "last_edition": d.map(|d| d.edition),
-                "status": d.map(|d| d.status),
-                "papers": d.map(|d| d.items.len()),
-                "attempts": d.map(|d| d.attempts),
-                "sent_at": d.and_then(|d| d.sent_at.clone()),
-                "error": d.and_then(|d| d.last_error.clone()),
-            })
-        })
-        .collect();
-    let doc = serde_json::json!({
-        "config": cfg.path,
-        "database": cfg.digest.database,
-        "papers": store.paper_count()?,
-        "last_run": last_run,
-        "last_success": last_success.as_ref().map(|r| &r.started_at),
-        "consecutive_failures": store.consecutive_failures()?,
-        "next_run": next_run,
-        "sources": sources,
-        "subscribers": subscribers,
-    });
-    if json {
-        let text = serde_json::to_string_pretty(&doc).map_err(|e| Error::NotFound(e.to_string()))?;
-        println!("{text}");
-        return Ok(exit::OK);
-    }
-    match &last_run {
-        Some(r) => println!(
-            "last run:      {} ({}){}",
-            r.started_at,
-            r.status,
-            r.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
-        ),
-        None => println!("last run:      never"),
-    }
-    println!("last success:  {}", last_success.map_or_else(|| "never".into(), |r| r.started_at));
-    println!(
-        "next run:      {} (daemon schedule `{}` {})",
-        next_run.map_or_else(|| "-".into(), |t| t.to_rfc3339()),
-        cfg.digest.schedule,
-        cfg.digest.timezone
-    );
-    println!("papers stored: {}", doc["papers"]);
-    println!("sources:");
-    for s in &sources {
-        match &s.last_error {
-            Some(e) => println!("  {:<14} FAILED at {}: {e}", s.source, s.last_attempt),
-            None => println!("  {:<14} ok at {} ({} papers)", s.source, s.last_attempt, s.last_count),
-        }
-    }
-    println!("subscribers:");
-    for s in &cfg.subscribers {
-        match deliveries.get(&s.key) {
-            Some(d) => println!(
-                "  {:<28} {} {:<8} {} papers, {} attempt(s){}",
-                s.key,
-                d.edition,
-                d.status,
-                d.items.len(),
-                d.attempts,
-                d.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
-            ),
-            None => println!("  {:<28} no digest yet", s.key),
-        }
-    }
-    Ok(exit::OK)
-}
-
-async fn check(cfg: &Config, connect: bool, now: DateTime<Utc>) -> Result<u8> {
-    println!(
-        "config ok: {} ({} sources, {} topics, {} subscribers, transport {:?})",
-        cfg.path.display(),
-        source::from_config(cfg).len(),
-        cfg.topics.len(),
-        cfg.subscribers.len(),
-        cfg.mail.transport
-    );
-    if !connect {
-        return Ok(exit::OK);
-    }
-    let mut failed = 0;
-    let client = HttpClient::new(&cfg.http, HashMap::new())?;
-    let window = window(now, 1);
-    for s in source::from_config(cfg) {
-        match s.fetch(&client, &window).await {
-            Ok(papers) => println!("ok      source {}: reachable, {} papers today", s.name(), papers.len()),
-            Err(e) => {
-                failed += 1;
-                println!("FAILED  source {}: {e}", s.name());
-            }
-        }
-    }
-    match Mailer::new(&cfg.mail)?.check().await {
-        Ok(verdict) => println!("ok      mail: {verdict}"),
-        Err(e) => {
-            failed += 1;
-            println!("FAILED  mail: {e}");
-        }
-    }
-    Ok(if failed == 0 { exit::OK } else { exit::TEMPFAIL })
 }
 
 #[cfg(test)]
