@@ -346,7 +346,10 @@ fn a_second_run_while_one_holds_the_lock_exits_75_at_once() {
 #[test]
 fn after_kill_9_at_any_point_a_rerun_leaves_every_subscriber_exactly_one_digest() {
     let subscribers = (0..500).fold(String::new(), |mut s, i| {
-        let _ = writeln!(s, "[[subscribers]]\nemail = \"reader{i:03}@example.org\"\ntopics = [\"llm-reasoning\"]");
+        let _ = writeln!(
+            s,
+            "[[subscribers]]\nemail = \"reader{i:03}@example.org\"\ntopics = [\"llm-reasoning\"]"
+        );
         s
     });
     let mut report = Vec::new();

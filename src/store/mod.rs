@@ -388,7 +388,8 @@ mod tests {
     fn validators_are_synced_and_old_ones_forgotten() {
         let store = Store::open_in_memory().unwrap();
         let v = |tag: &str| Validators { etag: Some(tag.into()), last_modified: None };
-        let map = HashMap::from([("http://x/old".to_string(), v("1")), ("http://x/kept".to_string(), v("2"))]);
+        let map =
+            HashMap::from([("http://x/old".to_string(), v("1")), ("http://x/kept".to_string(), v("2"))]);
         store.record_fetch(&[], &map, at("2024-10-01T07:00:00Z")).unwrap();
         // Two months later (a run loads the stored map, then its client updates it):
         // /kept changed, /gone is new; then the client dropped /gone (no validators sent).
