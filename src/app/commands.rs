@@ -165,6 +165,7 @@ pub(super) async fn resend(
         Sent::Failed(e) => (Outcome::Failed { id, error: e }, exit::PARTIAL),
         Sent::Deferred(e) => (Outcome::Deferred { id, error: e }, exit::PARTIAL),
         Sent::TransportDown(e) => (Outcome::Deferred { id, error: e }, exit::TEMPFAIL),
+        Sent::NotAttempted => return Ok(exit::TEMPFAIL),
     };
     store.record_outcomes(std::slice::from_ref(&outcome), now)?;
     match &outcome {

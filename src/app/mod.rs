@@ -4,7 +4,7 @@
 mod commands;
 
 use crate::cli::{Cli, Command};
-use crate::config::{self, Config, Subscriber};
+use crate::config::{self, Config, MailSettings, Subscriber};
 use crate::error::{Error, Result, exit};
 use crate::lock::InstanceLock;
 use crate::logging::mask_email;
@@ -19,6 +19,8 @@ use chrono::{DateTime, Duration as Days, NaiveDate, Utc};
 use futures_util::{FutureExt, StreamExt};
 use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 pub use tokio_util::sync::CancellationToken as Shutdown;
 
@@ -388,7 +390,10 @@ async fn run_inner(
     }
     let liked = liked_papers(cfg, store).await;
     let indexes = Indexes::new(cfg, &candidates, &liked, now);
-    let renderer = Renderer::new(cfg.digest.templates.as_deref())?;
+    let composer = Composer {
+        renderer: Arc::new(Renderer::new(cfg.digest.templates.as_deref())?),
+        mail: Arc::new(cfg.mail.clone()),
+    };
     let mailer = Mailer::new(&cfg.mail)?;
     let progress = progress_bar(cfg.subscribers.len() as u64);
 
@@ -398,7 +403,7 @@ async fn run_inner(
         }
         let jobs = plan(cfg, store, &indexes, chunk, now, &mut summary)?;
         progress.inc((chunk.len() - jobs.len()) as u64);
-        send_jobs(cfg, store, &renderer, &mailer, &candidates, jobs, now, shutdown, &mut summary, &progress)
+        send_jobs(&composer, store, &mailer, &candidates, jobs, now, shutdown, &mut summary, &progress)
             .await?;
     }
     progress.finish_and_clear();
@@ -512,9 +517,17 @@ fn spinner(message: String) -> indicatif::ProgressBar {
     bar
 }
 
+/// What rendering and building a message needs, shared with the blocking pool.
+struct Composer {
+    renderer: Arc<Renderer>,
+    mail: Arc<MailSettings>,
+}
+
 /// What a send came to, before it is recorded.
 enum Sent {
     Ok,
+    /// Not handed to the transport (the run is stopping): the row stays as it was.
+    NotAttempted,
     Failed(String),
     Deferred(String),
     TransportDown(String),
@@ -522,9 +535,8 @@ enum Sent {
 
 #[allow(clippy::too_many_arguments)]
 async fn send_jobs(
-    cfg: &Config,
+    composer: &Composer,
     store: &Store,
-    renderer: &Renderer,
     mailer: &Mailer,
     candidates: &Candidates,
     jobs: Vec<Job<'_>>,
@@ -536,23 +548,46 @@ async fn send_jobs(
     if jobs.is_empty() {
         return Ok(());
     }
-    let papers = papers_for(store, candidates, jobs.iter().flat_map(|j| &j.items))?;
+    let papers = Arc::new(papers_for(store, candidates, jobs.iter().flat_map(|j| &j.items))?);
     let concurrency = mailer.concurrency().max(1);
-    let down = std::sync::atomic::AtomicBool::new(false);
+    let render_ahead = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) * 2;
+    let down = AtomicBool::new(false);
+    let stopped = || shutdown.is_cancelled() || down.load(Ordering::Relaxed);
     let mut outcomes = Vec::with_capacity(COMMIT_EVERY);
-    let results = futures_util::stream::iter(jobs)
-        // Once cancelled (or the server is gone) no new send starts; those in flight finish.
+    let composed = futures_util::stream::iter(jobs)
+        // Once cancelled (or the server is gone) nothing new starts; sends in flight finish.
         .take_while(|_| {
-            let go = !shutdown.is_cancelled() && !down.load(std::sync::atomic::Ordering::Relaxed);
+            let go = !stopped();
             async move { go }
         })
         .map(|job| {
-            let papers = &papers;
-            let down = &down;
+            let (mail, renderer, papers) =
+                (Arc::clone(&composer.mail), Arc::clone(&composer.renderer), Arc::clone(&papers));
+            let (sub, items, message_id, edition) =
+                (job.subscriber.clone(), job.items.clone(), job.message_id.clone(), job.edition);
             async move {
-                let result = send_one(cfg, store, renderer, mailer, &job, papers, now).await;
+                let message = tokio::task::spawn_blocking(move || {
+                    compose(&mail, &renderer, &sub, edition, &message_id, &items, &papers, now)
+                })
+                .await
+                .unwrap_or_else(|e| Err(format!("rendering failed: {e}")));
+                (job, message)
+            }
+        })
+        .buffered(render_ahead);
+    let results = composed
+        .map(|(job, message)| {
+            let down = &down;
+            let stopped = &stopped;
+            async move {
+                let result = match message {
+                    // Rendered ahead but not yet handed over: left pending for the next run.
+                    Ok(_) if stopped() => Sent::NotAttempted,
+                    Ok(message) => deliver(store, mailer, &job, &message, now).await,
+                    Err(e) => Sent::Failed(e),
+                };
                 if matches!(result, Sent::TransportDown(_)) {
-                    down.store(true, std::sync::atomic::Ordering::Relaxed);
+                    down.store(true, Ordering::Relaxed);
                 }
                 (job, result)
             }
@@ -572,7 +607,7 @@ async fn send_jobs(
         }
         for (job, result) in ready {
             progress.inc(1);
-            outcomes.push(outcome(&job, result, summary));
+            outcomes.extend(outcome(&job, result, summary));
         }
         store.record_outcomes(&outcomes, now)?;
         outcomes.clear();
@@ -580,32 +615,33 @@ async fn send_jobs(
     Ok(())
 }
 
-fn outcome(job: &Job<'_>, result: Sent, summary: &mut RunSummary) -> Outcome {
+fn outcome(job: &Job<'_>, result: Sent, summary: &mut RunSummary) -> Option<Outcome> {
     let to = &job.subscriber.key;
     let id = job.delivery_id;
     match result {
         Sent::Ok => {
             summary.sent += 1;
             tracing::info!(to = %mask_email(to), edition = %job.edition, papers = job.items.len(), "digest sent");
-            Outcome::Sent { id }
+            Some(Outcome::Sent { id })
         }
         Sent::Failed(error) => {
             summary.failed += 1;
             summary.errors.push(format!("{to}: failed permanently: {error}"));
-            Outcome::Failed { id, error }
+            Some(Outcome::Failed { id, error })
         }
         Sent::Deferred(error) => {
             summary.deferred += 1;
             summary.errors.push(format!("{to}: deferred to the next run: {error}"));
-            Outcome::Deferred { id, error }
+            Some(Outcome::Deferred { id, error })
         }
+        Sent::NotAttempted => None,
         Sent::TransportDown(error) => {
             summary.deferred += 1;
             if !summary.transport_down {
                 summary.errors.push(format!("mail server unreachable: {error}"));
             }
             summary.transport_down = true;
-            Outcome::Deferred { id, error }
+            Some(Outcome::Deferred { id, error })
         }
     }
 }
@@ -632,6 +668,52 @@ fn papers_for<'i>(
     Ok(papers)
 }
 
+/// Renders and builds a job's message: the CPU-bound part of a send, run on the blocking
+/// pool so that rendering uses every core while the sends wait on the network.
+#[allow(clippy::too_many_arguments)]
+fn compose(
+    mail: &MailSettings,
+    renderer: &Renderer,
+    subscriber: &Subscriber,
+    edition: NaiveDate,
+    message_id: &str,
+    items: &[Item],
+    papers: &HashMap<PaperId, Paper>,
+    now: DateTime<Utc>,
+) -> std::result::Result<lettre::Message, String> {
+    let ranked = ranked_from_items(items, papers);
+    let ctx = DigestContext {
+        subscriber,
+        edition,
+        papers: &ranked,
+        unsubscribe_url: mail.unsubscribe_url.as_deref(),
+        unsubscribe_mailto: mail.unsubscribe_mailto.as_deref(),
+    };
+    let rendered = renderer.render(&ctx).map_err(|e| e.to_string())?;
+    let envelope = Envelope { to: &subscriber.email, message_id, date: now };
+    mail::build(mail, &envelope, &rendered).map_err(|e| e.to_string())
+}
+
+/// Hands a built message to the transport, recording the attempt first.
+async fn deliver(
+    store: &Store,
+    mailer: &Mailer,
+    job: &Job<'_>,
+    message: &lettre::Message,
+    now: DateTime<Utc>,
+) -> Sent {
+    if let Err(e) = store.mark_sending(&[job.delivery_id], now) {
+        return Sent::Deferred(e.to_string());
+    }
+    match mailer.send(message, &job.subscriber.key).await {
+        Ok(()) => Sent::Ok,
+        Err(e @ Error::Transport { .. }) if e.is_transient() => Sent::TransportDown(e.to_string()),
+        Err(e) if e.is_transient() => Sent::Deferred(e.to_string()),
+        Err(e) => Sent::Failed(e.to_string()),
+    }
+}
+
+/// Composes and delivers one job, for the one-off sends (`resend`).
 async fn send_one(
     cfg: &Config,
     store: &Store,
@@ -641,31 +723,11 @@ async fn send_one(
     papers: &HashMap<PaperId, Paper>,
     now: DateTime<Utc>,
 ) -> Sent {
-    let ranked = ranked_from_items(&job.items, papers);
-    let ctx = DigestContext {
-        subscriber: job.subscriber,
-        edition: job.edition,
-        papers: &ranked,
-        unsubscribe_url: cfg.mail.unsubscribe_url.as_deref(),
-        unsubscribe_mailto: cfg.mail.unsubscribe_mailto.as_deref(),
-    };
-    let rendered = match renderer.render(&ctx) {
-        Ok(r) => r,
-        Err(e) => return Sent::Failed(e.to_string()),
-    };
-    let envelope = Envelope { to: &job.subscriber.email, message_id: &job.message_id, date: now };
-    let message = match mail::build(&cfg.mail, &envelope, &rendered) {
-        Ok(m) => m,
-        Err(e) => return Sent::Failed(e.to_string()),
-    };
-    if let Err(e) = store.mark_sending(&[job.delivery_id], now) {
-        return Sent::Deferred(e.to_string());
-    }
-    match mailer.send(&message, &job.subscriber.key).await {
-        Ok(()) => Sent::Ok,
-        Err(e @ Error::Transport { .. }) if e.is_transient() => Sent::TransportDown(e.to_string()),
-        Err(e) if e.is_transient() => Sent::Deferred(e.to_string()),
-        Err(e) => Sent::Failed(e.to_string()),
+    let composed =
+        compose(&cfg.mail, renderer, job.subscriber, job.edition, &job.message_id, &job.items, papers, now);
+    match composed {
+        Ok(message) => deliver(store, mailer, job, &message, now).await,
+        Err(e) => Sent::Failed(e),
     }
 }
 
