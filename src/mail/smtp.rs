@@ -196,13 +196,14 @@ impl SmtpPool {
                 .await
                 .map_err(|e| self.connect_failure(&e))?
             } else {
-                let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await.map_err(|e| {
-                    Failure {
-                        stage: Stage::Connect,
-                        transient: true,
-                        message: format!("cannot connect to {}: {e}", self.endpoint()),
-                    }
-                })?;
+                let stream =
+                    tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await.map_err(|e| {
+                        Failure {
+                            stage: Stage::Connect,
+                            transient: true,
+                            message: format!("cannot connect to {}: {e}", self.endpoint()),
+                        }
+                    })?;
                 // lettre writes a message and its final "\r\n.\r\n" in separate writes; with
                 // Nagle's algorithm on, the dot waits for the server's delayed ACK (40 ms on
                 // Linux), capping a connection at about 25 messages a second.
