@@ -27,6 +27,8 @@ fn init_writes_a_valid_starter_config_and_refuses_to_overwrite_it() {
     let out = Command::new(bin).arg("--config").arg(&path).arg("check").output().unwrap();
     assert_eq!(code(&out), 0, "the starter config must pass check: {}", stderr(&out));
     assert!(stdout(&out).contains("config ok"));
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(written.contains("database = \"paper-digest.sqlite3\"") && written.contains("dir = \"outbox\""));
 
     let out = Command::new(bin).arg("init").arg(&path).output().unwrap();
     assert_eq!(code(&out), 78);

@@ -29,7 +29,10 @@ pub(super) fn init(path: &Path, force: bool) -> Result<u8> {
             message: "already exists; pass --force to overwrite it".into(),
         });
     }
-    std::fs::write(path, include_str!("../../config/example.toml")).map_err(|e| Error::io(path, e))?;
+    // The example lives in config/ and points one folder up; a starter config keeps its
+    // database and outbox beside itself.
+    let starter = include_str!("../../config/example.toml").replace("\"../", "\"");
+    std::fs::write(path, starter).map_err(|e| Error::io(path, e))?;
     println!("wrote {}; edit the subscribers and topics, then run `paper-digest check`", path.display());
     Ok(exit::OK)
 }
