@@ -154,4 +154,5 @@ fn repeated_failing_runs_send_one_alert_not_one_per_failure() {
     assert_eq!(alerts.len(), 1, "one alert after the second failure, none after");
     assert!(alerts[0].header("Subject").unwrap().contains("2 failing runs"));
     assert_eq!(smtp.messages().len(), 1, "no digest went out while every source failed");
+    assert_eq!(site.count("SELECT COUNT(*) FROM deliveries WHERE kind = 'alert' AND status = 'sent'"), 1);
 }

@@ -749,17 +749,41 @@ async fn alert_if_due(cfg: &Config, store: &Store, now: DateTime<Utc>, error: &s
             minijinja::HtmlEscape(error)
         ),
     };
-    let message_id = mail::new_message_id(&cfg.mail);
-    let envelope = Envelope { to: &alerts.email, message_id: &message_id, date: now };
+    let to = alerts.email.email.to_string();
+    // The alert goes through the ledger too, so `status` and the database show it was sent.
+    let row = NewDelivery {
+        subscriber: to.to_lowercase(),
+        edition: schedule::edition_date(now, cfg.digest.timezone),
+        kind: Kind::Alert,
+        message_id: mail::new_message_id(&cfg.mail),
+        items: Vec::new(),
+    };
+    let id = match store.insert_deliveries(std::slice::from_ref(&row), now) {
+        Ok(ids) => ids.first().copied().flatten(),
+        Err(e) => {
+            tracing::error!("could not record the alert: {e}");
+            None
+        }
+    };
+    let envelope = Envelope { to: &alerts.email, message_id: &row.message_id, date: now };
     let sent = match (mail::build(&cfg.mail, &envelope, &rendered), Mailer::new(&cfg.mail)) {
-        (Ok(msg), Ok(mailer)) => mailer.send(&msg, alerts.email.email.as_ref()).await,
+        (Ok(msg), Ok(mailer)) => mailer.send(&msg, &to).await,
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
-    match sent {
+    let outcome = match &sent {
         Ok(()) => {
-            tracing::warn!(to = %mask_email(alerts.email.email.as_ref()), "alert sent after {failures} failing runs");
+            tracing::warn!(to = %mask_email(&to), "alert sent after {failures} failing runs");
+            id.map(|id| Outcome::Sent { id })
         }
-        Err(e) => tracing::error!("could not send the alert: {e}"),
+        Err(e) => {
+            tracing::error!("could not send the alert: {e}");
+            id.map(|id| Outcome::Failed { id, error: e.to_string() })
+        }
+    };
+    if let Some(outcome) = outcome
+        && let Err(e) = store.record_outcomes(&[outcome], now)
+    {
+        tracing::error!("could not record the alert: {e}");
     }
 }
 

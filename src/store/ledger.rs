@@ -304,17 +304,6 @@ impl Store {
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
-    /// Counts deliveries by status (for tests and `status`).
-    pub fn delivery_counts(&self) -> Result<Vec<(String, u64)>> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status")
-            .map_err(|e| self.err(e))?;
-        let rows =
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))).map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
-    }
-
     pub fn start_run(&self, command: &str, now: DateTime<Utc>) -> Result<i64> {
         let conn = self.conn();
         conn.execute(
