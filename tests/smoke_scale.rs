@@ -4,17 +4,18 @@
 //! once, the counts the run records, nothing sent twice), never time: the timed version
 //! is `bench/load.sh` (see BENCHMARKS.md).
 
+#[path = "support/http.rs"]
+mod http_server;
+#[path = "support/site.rs"]
+mod site;
 #[path = "support/smtp.rs"]
 mod smtp_server;
 
 use smtp_server::{Faults, SmtpServer};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::thread;
 
 const BIN: &str = env!("CARGO_BIN_EXE_paper-digest");
 /// The fixtures hold 2024-11-25..27; the runs pretend it is the morning after the last.
@@ -31,43 +32,6 @@ const TOPICS: &[(&str, &[&str])] = &[
     ("language", &["language models", "LLM", "language model"]),
     ("vision", &["image", "video", "vision"]),
 ];
-
-/// Serves `GET /api/daily_papers?date=YYYY-MM-DD` from tests/fixtures/hf on 127.0.0.1;
-/// `[]` for a day without a fixture. One thread per connection, one request each.
-fn serve_fixtures() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    let addr = listener.local_addr().expect("local address");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf");
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let dir = dir.clone();
-            thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
-                    match stream.read(&mut byte) {
-                        Ok(1) => head.push(byte[0]),
-                        _ => return,
-                    }
-                }
-                let head = String::from_utf8_lossy(&head);
-                let target = head.split_whitespace().nth(1).unwrap_or("/");
-                let date = target.split("date=").nth(1).unwrap_or("").split('&').next().unwrap_or("");
-                let valid = date.len() == 10 && date.bytes().all(|b| b.is_ascii_digit() || b == b'-');
-                let body = valid.then(|| std::fs::read(dir.join(format!("{date}.json"))).ok()).flatten();
-                let body = body.unwrap_or_else(|| b"[]".to_vec());
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(&body);
-            });
-        }
-    });
-    format!("http://{addr}")
-}
 
 fn subscriber(i: usize) -> String {
     format!("reader{i:05}@smoke.example.org")
@@ -171,7 +135,8 @@ fn count(summary: &serde_json::Value, key: &str) -> u64 {
 
 #[test]
 fn two_thousand_subscribers_each_get_one_digest_and_a_second_run_sends_nothing() {
-    let base_url = serve_fixtures();
+    let http = site::hf_server();
+    let base_url = http.url();
     let server = SmtpServer::start(Faults::none());
     let setup = Setup::new(&base_url, server.port());
 
