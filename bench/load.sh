@@ -2,7 +2,7 @@
 # The end-to-end load harness (issue #8): installs what it needs, builds the release
 # binary, then runs bench/load.py, which prints the table BENCHMARKS.md shows.
 #
-#   bench/load.sh                               # the full table: about 10 minutes on 2 cores
+#   bench/load.sh                               # the full table: 35-45 minutes on 2 cores
 #   bench/load.sh --runs 1 --subscribers 2000 --scale 10000     # a quick look
 #   bench/load.sh --help                        # every option
 #
