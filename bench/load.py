@@ -189,6 +189,7 @@ class Bench:
             "--transport", transport,
             "--smtp-port", port,
             "--concurrency", concurrency,
+            *(["--subscribers-file", "subscribers.jsonl"] if self.args.subscribers_file else []),
             "--out", cfg,
         )
         return cfg
@@ -392,6 +393,12 @@ def main():
     p.add_argument("--scale", type=ints, default=[10000, 100000], help="file-transport sizes, comma-separated")
     p.add_argument("--no-peer", action="store_true", help="skip rss2email")
     p.add_argument("--no-smtp", action="store_true", help="only the file-transport rounds")
+    p.add_argument(
+        "--inline-subscribers",
+        dest="subscribers_file",
+        action="store_false",
+        help="list subscribers as [[subscribers]] tables in the TOML instead of a subscribers_file (JSON Lines)",
+    )
     p.add_argument(
         "--nodelay-shim",
         action="store_true",

@@ -268,6 +268,29 @@ fn digests(c: &mut Criterion) {
             }
         });
     });
+    // The same on every core, as a run does it (rendering runs on the blocking pool):
+    // each batch split evenly between one thread per core, sharing the index and renderer.
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    group.bench_function(format!("rank_render_{cores}_threads"), |b| {
+        let mut k = 0;
+        b.iter(|| {
+            k = (k + 1) % batches;
+            let range = k * BATCH..(k + 1) * BATCH;
+            let (subs, seen) = (&subs[range.clone()], &seen[range]);
+            let share = BATCH.div_ceil(cores);
+            std::thread::scope(|scope| {
+                for (subs, seen) in subs.chunks(share).zip(seen.chunks(share)) {
+                    let (index, renderer) = (&index, &renderer);
+                    scope.spawn(move || {
+                        for (sub, seen) in subs.iter().zip(seen) {
+                            let papers = index.rank(sub, seen);
+                            black_box(renderer.render(&context(sub, &papers)).expect("render"));
+                        }
+                    });
+                }
+            });
+        });
+    });
     // What a send costs in CPU before the transport: rank, render, MIME-encode.
     group.bench_function("rank_render_message", |b| {
         let mut k = 0;

@@ -232,6 +232,52 @@ fn a_huge_digest_moves_the_overflow_to_title_lines() {
     assert_text_lines_fit(&digest.text);
 }
 
+/// Every element's tag, class, style and width from `<body>` on, in document order;
+/// `<tbody>`, which the HTML parser adds to every table, left out.
+fn element_styles(html: &str) -> Vec<[Option<String>; 4]> {
+    let doc = Html::parse_document(html);
+    select(&doc, "body, body *")
+        .into_iter()
+        .filter(|e| e.value().name() != "tbody")
+        .map(|e| {
+            let attr = |name| e.value().attr(name).map(str::to_string);
+            [Some(e.value().name().to_string()), attr("class"), attr("style"), attr("width")]
+        })
+        .collect()
+}
+
+/// CSS is worked out once per element shape (src/render/inline.rs) when the stylesheet's
+/// selectors are plain; a selector that looks at context sends every message through
+/// css-inline whole. Both must style every element alike, in every layout.
+#[test]
+fn styles_worked_out_once_match_inlining_each_whole_message() {
+    let builtin = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/style.css"))
+        .expect("templates/style.css");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(dir.path().join("style.css"), format!("{builtin}\n.card .never-used {{ color: red; }}\n"))
+        .expect("write");
+    let whole = Renderer::new(Some(dir.path())).expect("the override compiles");
+    let cached = Renderer::new(None).expect("the built-in templates compile");
+    let cfg = config();
+    let papers = papers();
+    for (sub, max) in [(0, 0), (0, 3), (1, 10), (2, 50)] {
+        let sub = &cfg.subscribers[sub];
+        let ranked = rank(&cfg, sub, &papers, max);
+        let ctx = DigestContext {
+            subscriber: sub,
+            edition: edition(),
+            papers: &ranked,
+            unsubscribe_url: Some("https://digest.example.org/unsubscribe"),
+            unsubscribe_mailto: None,
+        };
+        let fast = cached.render(&ctx).expect("renders");
+        let slow = whole.render(&ctx).expect("renders");
+        assert_ne!(fast.html, slow.html, "the two ways were both taken");
+        assert_eq!(element_styles(&fast.html), element_styles(&slow.html), "{max} papers");
+        assert_eq!(fast.text, slow.text);
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Template overrides
 

@@ -2,19 +2,27 @@
 //! part. Templates are minijinja files compiled into the binary; a folder can replace any
 //! of them by name. The HTML gets its CSS inlined and the whole message is kept under
 //! Gmail's clipping size.
+//!
+//! A run renders thousands of digests from the same few hundred papers, so what depends
+//! only on a paper (its cleaned title, authors line, cut abstracts, links) is worked out
+//! once per paper and shared, and CSS is inlined per element shape, not per message
+//! (see [`inline`]).
 
+mod inline;
 pub mod latex;
 
 use crate::config::Subscriber;
 use crate::error::{Error, Result};
-use crate::model::{Frequency, Ranked};
+use crate::model::{Frequency, Paper, PaperId, Ranked};
 use crate::text::{clean, first_sentences, strip_tags, wrap};
 use chrono::NaiveDate;
-use css_inline::CSSInliner;
-use minijinja::value::Value;
+use inline::Inliner;
+use minijinja::value::{Enumerator, Object, Value};
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, PoisonError, RwLock};
 
 /// Everything a digest template sees.
 #[derive(Debug)]
@@ -78,12 +86,19 @@ impl Summary {
     }
 }
 
-/// Renders digests. Build one per run and share it: templates are compiled once.
+/// Renders digests. Build one per run and share it: templates are compiled once, and
+/// each paper's text and each element's styles are worked out on first use and reused by
+/// every digest after.
 #[derive(Debug)]
 pub struct Renderer {
     env: Environment<'static>,
-    inliner: CSSInliner<'static>,
+    inliner: Inliner,
+    papers: RwLock<HashMap<PaperId, Arc<PaperText>>>,
 }
+
+/// Papers whose text a renderer keeps; past this it starts afresh (a run has at most a few
+/// thousand candidates).
+const MAX_CACHED_PAPERS: usize = 50_000;
 
 impl Renderer {
     /// Compiles the built-in templates, replaced by any file of the same name in
@@ -96,6 +111,7 @@ impl Renderer {
         env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
+        env.set_formatter(html_formatter);
         env.add_filter("wrap", wrap_filter);
         env.add_filter("plural", plural_filter);
 
@@ -115,25 +131,17 @@ impl Renderer {
 
         // Styles go inline because Gmail and Outlook drop or ignore much of a `<style>`
         // block; media queries (dark mode, phones) cannot be inlined and stay in one.
-        // Inlining runs on each rendered message, not on the template sources: it costs
-        // about 0.5 ms for ten papers in a release build (a fifth of a render), and passing
-        // through an HTML parser makes even a sloppy override template well-formed, where
-        // Jinja tags in a template source would not survive that parser.
-        let inliner = CSSInliner::options()
-            .load_remote_stylesheets(false)
-            .keep_link_tags(false)
-            .keep_at_rules(true)
-            .minify_css(true)
-            .apply_width_attributes(true)
-            .build();
-        Ok(Renderer { env, inliner })
+        // Inlining works on rendered messages, not on template sources (Jinja tags in a
+        // template would not survive an HTML parser), but is worked out once per element
+        // shape: see `inline`.
+        Ok(Renderer { env, inliner: Inliner::new(), papers: RwLock::new(HashMap::new()) })
     }
 
     /// Renders one digest, shortening it to stay under [`MAX_MESSAGE_BYTES`]: first the
     /// abstracts are cut to one sentence, then the papers that still do not fit are listed
     /// by title only under "More matches".
     pub fn render(&self, ctx: &DigestContext<'_>) -> Result<Rendered> {
-        let digest = Digest::new(ctx);
+        let digest = Digest::new(ctx, |p| self.paper_text(p));
         let n = digest.papers.len();
         let subject = clean(&self.render_template(SUBJECT, &digest.page("", Layout::all(n)))?);
 
@@ -141,8 +149,9 @@ impl Renderer {
             let page = digest.page(&subject, layout);
             let html = self.inline(&self.render_template(HTML, &page)?)?;
             let text = self.render_template(TEXT, &page)?;
-            let fits = transfer_size(&html) + transfer_size(&text) + subject.len() + HEADER_HEADROOM
-                <= MAX_MESSAGE_BYTES;
+            let fits =
+                transfer_size_bound(&html) + transfer_size_bound(&text) + subject.len() + HEADER_HEADROOM
+                    <= MAX_MESSAGE_BYTES;
             Ok((Rendered { subject: subject.clone(), html, text }, fits))
         };
 
@@ -173,27 +182,29 @@ impl Renderer {
     }
 
     fn inline(&self, html: &str) -> Result<String> {
-        let inlined = self
-            .inliner
+        self.inliner
             .inline(html)
-            .map_err(|e| Error::Render { name: HTML.into(), message: format!("inlining CSS: {e}") })?;
-        Ok(charset_first(inlined))
+            .map_err(|e| Error::Render { name: HTML.into(), message: format!("inlining CSS: {e}") })
     }
-}
 
-/// Moves `<meta charset>` to the top of `<head>`: the inliner puts the kept `@media` rules
-/// there, and a browser opening a preview file only looks for the charset in the first
-/// 1024 bytes.
-fn charset_first(mut html: String) -> String {
-    const META: &str = "<meta charset=\"utf-8\">";
-    if let (Some(head), Some(meta)) = (html.find("<head>"), html.find(META)) {
-        let at = head + "<head>".len();
-        if meta > at {
-            html.replace_range(meta..meta + META.len(), "");
-            html.insert_str(at, META);
+    /// A paper's text, worked out on first use. A renderer lives for one run, in which a
+    /// paper id names one paper; the cheap fields are compared anyway, so a paper that
+    /// changed under the same id is worked out again rather than shown stale.
+    fn paper_text(&self, paper: &Paper) -> Arc<PaperText> {
+        let fingerprint = PaperText::fingerprint(paper);
+        if let Some(text) = self.papers.read().unwrap_or_else(PoisonError::into_inner).get(&paper.id)
+            && text.fingerprint == fingerprint
+        {
+            return Arc::clone(text);
         }
+        let text = Arc::new(PaperText::new(paper));
+        let mut papers = self.papers.write().unwrap_or_else(PoisonError::into_inner);
+        if papers.len() >= MAX_CACHED_PAPERS {
+            papers.clear();
+        }
+        papers.insert(paper.id.clone(), Arc::clone(&text));
+        text
     }
-    html
 }
 
 /// The largest `k` in `0..n` for which `attempt(k)` fits, by bisection (a digest with
@@ -251,6 +262,43 @@ fn template_error(name: &str, e: &minijinja::Error) -> Error {
     Error::Render { name: name.to_string(), message }
 }
 
+/// Prints a value the way minijinja does, except that HTML escaping leaves `/` alone:
+/// minijinja writes it as `&#x2f;`, which is valid but turns every URL in a digest into
+/// `https:&#x2f;&#x2f;…` and costs bytes under Gmail's clip for no safety gained.
+fn html_formatter(
+    out: &mut minijinja::Output,
+    state: &minijinja::State,
+    value: &Value,
+) -> std::result::Result<(), minijinja::Error> {
+    match value.as_str() {
+        Some(s) if state.auto_escape() == minijinja::AutoEscape::Html && !value.is_safe() => {
+            let mut rest = s;
+            while let Some(at) = rest.find(['&', '<', '>', '"', '\'']) {
+                out.write_str(&rest[..at])?;
+                out.write_str(match rest.as_bytes()[at] {
+                    b'&' => "&amp;",
+                    b'<' => "&lt;",
+                    b'>' => "&gt;",
+                    b'"' => "&quot;",
+                    _ => "&#39;",
+                })?;
+                rest = &rest[at + 1..];
+            }
+            out.write_str(rest).map_err(minijinja::Error::from)
+        }
+        _ => minijinja::escape_formatter(out, state, value),
+    }
+}
+
+/// How many bytes of `s` match: counted in `u8`s a block at a time, which the compiler
+/// turns into wide vector instructions (a digest is scanned three times per attempt).
+fn count_bytes(s: &str, matches: impl Fn(u8) -> bool) -> usize {
+    s.as_bytes()
+        .chunks(255)
+        .map(|block| usize::from(block.iter().fold(0u8, |n, &b| n + u8::from(matches(b)))))
+        .sum()
+}
+
 /// `{{ text | wrap(72, "   ") }}`: wraps at `width` columns; every line starts with
 /// `indent`, the first with `first` when given.
 fn wrap_filter(value: &str, width: usize, indent: Option<&str>, first: Option<&str>) -> String {
@@ -267,29 +315,24 @@ fn plural_filter(n: i64, singular: &str, plural: Option<&str>) -> String {
     }
 }
 
-/// Bytes a body takes once encoded the way lettre encodes it: 7bit when it is short-lined
-/// ASCII, else quoted-printable, else base64 (when more than a third needs escaping).
-/// Quoted-printable turns every non-ASCII byte and `=` into three bytes, so a digest
-/// in UTF-8 can grow by a tenth or more on the wire.
-fn transfer_size(s: &str) -> usize {
-    let lines = s.lines().count().max(1);
-    let long_lines = s.lines().any(|l| l.len() >= 76);
-    if s.is_ascii() && !long_lines {
-        return s.len() + lines; // LF becomes CRLF
-    }
-    let escaped = s.bytes().filter(|&b| !matches!(b, b'\t' | b' '..=b'~' | b'\n' | b'\r')).count();
-    if escaped > s.len() / 3 {
+/// At least the bytes a body takes once encoded the way lettre encodes it: base64 when
+/// more than a third of it needs escaping, else at most quoted-printable's size (7bit, for
+/// short-lined ASCII, is smaller still). Quoted-printable turns every non-ASCII byte and
+/// `=` into three bytes and breaks lines at 76 with `=` CRLF, so a digest in UTF-8 grows by
+/// a tenth or more on the wire. An upper bound (by at most one soft break per line) that
+/// costs one vectorized pass instead of an encoding.
+fn transfer_size_bound(s: &str) -> usize {
+    let unprintable = count_bytes(s, |b| !matches!(b, b'\t' | b' '..=b'~' | b'\n' | b'\r'));
+    let equals = count_bytes(s, |b| b == b'=');
+    let lines = 1 + count_bytes(s, |b| b == b'\n');
+    if unprintable > s.len() / 3 {
         let b64 = s.len().div_ceil(3) * 4;
         return b64 + b64 / 76 * 2;
     }
-    s.lines()
-        .map(|line| {
-            let encoded: usize =
-                line.bytes().map(|b| if (b' '..=b'~').contains(&b) && b != b'=' { 1 } else { 3 }).sum();
-            // Soft line breaks ("=\r\n") keep encoded lines under 76 characters.
-            encoded + encoded / 73 * 3 + 2
-        })
-        .sum()
+    // Every escaped byte takes three; a soft line break ("=" CRLF) at most every 73
+    // encoded characters; every LF becomes CRLF.
+    let encoded = s.len() + 2 * (unprintable + equals);
+    encoded + encoded / 73 * 3 + lines
 }
 
 // ---------------------------------------------------------------------------------------
@@ -336,8 +379,10 @@ struct Page<'a> {
     topics: &'a [String],
     /// The subscriber has no topics and gets the top trending papers.
     trending: bool,
-    papers: Vec<Card<'a>>,
-    more: &'a [PaperView],
+    /// [`Card`]s.
+    papers: Vec<Value>,
+    /// [`Card`]s without a `summary`: title lines.
+    more: Vec<Value>,
     /// Papers left out entirely (only when even title lines would not fit).
     hidden: usize,
     /// Whether abstracts were shortened to fit the size budget.
@@ -346,11 +391,68 @@ struct Page<'a> {
     unsubscribe_email: Option<&'a str>,
 }
 
-#[derive(Debug, Serialize)]
-struct Card<'a> {
-    #[serde(flatten)]
-    paper: &'a PaperView,
-    summary: &'a str,
+/// A paper as the templates see it: its text, its place and matches in this digest, and
+/// for a card the abstract at the length the layout chose (`summary`). An object rather
+/// than a serialized map, so that rendering a digest copies none of the paper's text.
+#[derive(Debug)]
+struct Card {
+    text: Arc<PaperText>,
+    rank: usize,
+    topic: Value,
+    matched: Value,
+    terms: Value,
+    summary: Option<Summary>,
+}
+
+impl Card {
+    const FIELDS: &[&str] = &[
+        "rank",
+        "id",
+        "title",
+        "url",
+        "authors",
+        "summary_full",
+        "summary_short",
+        "topic",
+        "matched",
+        "terms",
+        "upvotes",
+        "comments",
+        "links",
+        // Last: title lines have no `summary`.
+        "summary",
+    ];
+}
+
+impl Object for Card {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let text = &self.text;
+        Some(match key.as_str()? {
+            "rank" => Value::from(self.rank),
+            "id" => text.id.clone(),
+            "title" => text.title.clone(),
+            "url" => text.url.clone(),
+            "authors" => text.authors.clone(),
+            "summary" => match self.summary? {
+                Summary::Full => text.summary_full.clone(),
+                Summary::Short => text.summary_short.clone(),
+            },
+            "summary_full" => text.summary_full.clone(),
+            "summary_short" => text.summary_short.clone(),
+            "topic" => self.topic.clone(),
+            "matched" => self.matched.clone(),
+            "terms" => self.terms.clone(),
+            "upvotes" => Value::from(text.upvotes),
+            "comments" => Value::from(text.comments),
+            "links" => text.links.clone(),
+            _ => return None,
+        })
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let fields = Card::FIELDS;
+        Enumerator::Str(if self.summary.is_some() { fields } else { &fields[..fields.len() - 1] })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -372,26 +474,50 @@ struct SubscriberView {
     frequency: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+/// A paper in one subscriber's digest.
+#[derive(Debug)]
 struct PaperView {
     rank: usize,
-    id: String,
-    title: String,
-    /// The paper's page (https), if it has one.
-    url: Option<String>,
-    /// First three authors, then "et al.".
-    authors: String,
-    summary_full: String,
-    summary_short: String,
+    text: Arc<PaperText>,
     topic: Option<String>,
     /// Matched terms with the fields they matched in: `gaussian splatting · title, abstract`.
-    matched: Vec<String>,
+    matched: Value,
     /// Just the matched terms, for the compact cards of a shortened digest.
-    terms: Vec<String>,
+    terms: Value,
+}
+
+impl PaperView {
+    fn card(&self, summary: Option<Summary>) -> Value {
+        Value::from_object(Card {
+            text: Arc::clone(&self.text),
+            rank: self.rank,
+            topic: Value::from(self.topic.clone()),
+            matched: self.matched.clone(),
+            terms: self.terms.clone(),
+            summary,
+        })
+    }
+}
+
+/// What a card shows that depends on the paper alone, shared by every digest of a run.
+/// Held as template values (reference-counted strings), so handing them to a template
+/// copies nothing.
+#[derive(Debug)]
+struct PaperText {
+    /// Tells a changed paper from the one this was made from (see [`Renderer::paper_text`]).
+    fingerprint: u64,
+    id: Value,
+    title: Value,
+    /// The paper's page (https), if it has one; else none.
+    url: Value,
+    /// First three authors, then "et al.".
+    authors: Value,
+    summary_full: Value,
+    summary_short: Value,
     upvotes: u32,
     comments: u32,
-    /// arXiv, PDF, Code, Project: those known, each an https URL.
-    links: Vec<LinkView>,
+    /// arXiv, PDF, Code, Project: those known, each an https URL ([`LinkView`]s).
+    links: Value,
 }
 
 #[derive(Debug, Serialize)]
@@ -404,10 +530,20 @@ struct LinkView {
 const MAX_CHIPS: usize = 4;
 
 impl Digest {
-    fn new(ctx: &DigestContext<'_>) -> Self {
+    fn new(ctx: &DigestContext<'_>, text: impl Fn(&Paper) -> Arc<PaperText>) -> Self {
         let sub = ctx.subscriber;
-        let papers: Vec<PaperView> =
-            ctx.papers.iter().enumerate().map(|(i, r)| PaperView::new(i + 1, r)).collect();
+        let papers: Vec<PaperView> = ctx
+            .papers
+            .iter()
+            .enumerate()
+            .map(|(i, r)| PaperView {
+                rank: i + 1,
+                text: text(r.paper),
+                topic: r.topic.as_deref().map(clean),
+                matched: Value::from(chips(&r.matched)),
+                terms: Value::from(terms(&r.matched)),
+            })
+            .collect();
         // The topics present, in the subscriber's order; all of them for an empty digest.
         let mut topics: Vec<String> = sub
             .topics
@@ -458,17 +594,8 @@ impl Digest {
             count: self.papers.len(),
             topics: &self.topics,
             trending: self.trending,
-            papers: self.papers[..cards]
-                .iter()
-                .map(|paper| Card {
-                    paper,
-                    summary: match layout.summary {
-                        Summary::Full => &paper.summary_full,
-                        Summary::Short => &paper.summary_short,
-                    },
-                })
-                .collect(),
-            more: &self.papers[cards..cards + listed],
+            papers: self.papers[..cards].iter().map(|paper| paper.card(Some(layout.summary))).collect(),
+            more: self.papers[cards..cards + listed].iter().map(|paper| paper.card(None)).collect(),
             hidden: self.papers.len() - cards - listed,
             shortened: layout.summary == Summary::Short,
             unsubscribe_url: self.unsubscribe_url.as_deref(),
@@ -477,9 +604,26 @@ impl Digest {
     }
 }
 
-impl PaperView {
-    fn new(rank: usize, r: &Ranked<'_>) -> Self {
-        let p = r.paper;
+impl PaperText {
+    /// The fields that change when a source updates a paper, and the sizes of the rest.
+    fn fingerprint(p: &Paper) -> u64 {
+        let lengths = [
+            p.title.len(),
+            p.summary.len(),
+            p.ai_summary.as_ref().map_or(0, String::len),
+            p.authors.len(),
+            p.url.as_ref().map_or(0, String::len),
+            p.code_url.as_ref().map_or(0, String::len),
+            p.project_url.as_ref().map_or(0, String::len),
+        ];
+        let mut fingerprint = u64::from(p.upvotes) << 32 | u64::from(p.comments);
+        for len in lengths {
+            fingerprint = fingerprint.rotate_left(9) ^ len as u64;
+        }
+        fingerprint
+    }
+
+    fn new(p: &Paper) -> Self {
         let title = match clean(&latex::to_unicode(&p.title)) {
             t if t.is_empty() => p.id.to_string(),
             t => t,
@@ -505,20 +649,17 @@ impl PaperView {
                 links.push(LinkView { label, url });
             }
         }
-        PaperView {
-            rank,
-            id: p.id.to_string(),
-            title,
-            url: p.link().as_deref().and_then(https_url),
-            authors: authors_line(&p.authors),
-            summary_full: cut(Summary::Full),
-            summary_short: cut(Summary::Short),
-            topic: r.topic.as_deref().map(clean),
-            matched: chips(&r.matched),
-            terms: terms(&r.matched),
+        PaperText {
+            fingerprint: Self::fingerprint(p),
+            id: Value::from(p.id.to_string()),
+            title: Value::from(title),
+            url: Value::from(p.link().as_deref().and_then(https_url)),
+            authors: Value::from(authors_line(&p.authors)),
+            summary_full: Value::from(cut(Summary::Full)),
+            summary_short: Value::from(cut(Summary::Short)),
             upvotes: p.upvotes,
             comments: p.comments,
-            links,
+            links: Value::from_serialize(&links),
         }
     }
 }
@@ -597,27 +738,20 @@ mod tests {
     }
 
     #[test]
-    fn the_charset_comes_first_in_the_head() {
-        let html = "<html><head><style>x</style>\n<meta charset=\"utf-8\">\n</head></html>".to_string();
-        assert_eq!(
-            charset_first(html),
-            "<html><head><meta charset=\"utf-8\"><style>x</style>\n\n</head></html>"
-        );
-    }
-
-    #[test]
     fn mailto_urls_show_as_addresses() {
         assert_eq!(mailto_address("mailto:off@example.org?subject=unsubscribe"), "off@example.org");
         assert_eq!(mailto_address("off@example.org"), "off@example.org");
     }
 
     #[test]
-    fn transfer_size_counts_quoted_printable_growth() {
-        assert_eq!(transfer_size("short ascii\n"), 13);
-        // Two bytes escaped (=C3=A9), eleven plain, CRLF.
-        assert_eq!(transfer_size("é plus ascii"), 6 + 11 + 2);
+    fn transfer_size_bound_counts_quoted_printable_growth() {
+        assert_eq!(transfer_size_bound("short ascii\n"), 12 + 2);
+        // Two bytes escaped (=C3=A9), eleven plain, one line.
+        assert_eq!(transfer_size_bound("é plus ascii"), 6 + 11 + 1);
+        // A soft line break for every 73 encoded characters.
+        assert_eq!(transfer_size_bound(&"a=".repeat(40)), 160 + 2 * 3 + 1);
         // Mostly non-ASCII: base64 is shorter, as lettre would pick.
-        assert_eq!(transfer_size(&"é".repeat(10)), 28);
+        assert_eq!(transfer_size_bound(&"é".repeat(10)), 28);
     }
 
     #[test]
