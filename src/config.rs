@@ -7,8 +7,10 @@ use chrono::Weekday;
 use chrono_tz::Tz;
 use lettre::message::Mailbox;
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -34,6 +36,10 @@ struct RawConfig {
     topics: BTreeMap<String, RawTopic>,
     #[serde(default)]
     subscribers: Vec<RawSubscriber>,
+    /// A JSON Lines file of more subscribers, read line by line: a list of 100,000 costs
+    /// about 2.5 KB per subscriber as TOML while parsing, and little more than the result
+    /// as JSON Lines. Spanned so a file that cannot be opened is reported at its line.
+    subscribers_file: Option<toml::Spanned<PathBuf>>,
     alerts: Option<RawAlerts>,
 }
 
@@ -219,8 +225,10 @@ struct RawTopic {
     like: Vec<String>,
 }
 
+/// One `[[subscribers]]` table, or one line of the `subscribers_file`: the same fields,
+/// defaults and checks either way.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a subscriber with at least an `email`")]
 struct RawSubscriber {
     email: String,
     name: Option<String>,
@@ -318,8 +326,18 @@ pub struct Config {
     pub http: HttpSettings,
     pub mail: MailSettings,
     pub topics: BTreeMap<String, Topic>,
+    /// The inline `[[subscribers]]` first, then those of `subscribers_file`.
     pub subscribers: Vec<Subscriber>,
+    pub subscribers_file: Option<SubscribersFile>,
     pub alerts: Option<Alerts>,
+}
+
+/// The JSON Lines file named by `subscribers_file`, and how many subscribers came from it.
+#[derive(Debug, Clone)]
+pub struct SubscribersFile {
+    /// Absolute (resolved against the config file's folder).
+    pub path: PathBuf,
+    pub count: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -491,7 +509,7 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
-        Validator { path, base, env }.validate(raw)
+        Validator { path, text, base, env }.validate(raw)
     }
 
     /// Parses `text` with relative paths against the current folder and the real environment.
@@ -516,8 +534,12 @@ fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
         None => (None, None),
     };
     // toml's message repeats the snippet on several lines; the first line says what is wrong.
-    let message = e.message().lines().next().unwrap_or("invalid TOML").to_string();
+    let mut message = e.message().lines().next().unwrap_or("invalid TOML").to_string();
     let key = key_at(text, line);
+    if message.contains("unknown field `subscribers_file`") {
+        // A top-level key written below a [table] header belongs to that table.
+        message.push_str("; `subscribers_file` is a top-level key: move it above the first [table]");
+    }
     Error::Config { path: path.to_path_buf(), line, column, key, message }
 }
 
@@ -543,6 +565,8 @@ fn key_at(text: &str, line: Option<usize>) -> Option<String> {
 
 struct Validator<'a> {
     path: &'a Path,
+    /// The config text, to turn a key's span into a line.
+    text: &'a str,
     base: &'a Path,
     env: &'a dyn Fn(&str) -> Option<String>,
 }
@@ -742,56 +766,18 @@ impl Validator<'_> {
             );
         }
 
-        let mut subscribers = Vec::with_capacity(raw.subscribers.len());
-        let mut seen = std::collections::BTreeSet::new();
+        let mut list = SubscriberList::default();
         for (i, s) in raw.subscribers.into_iter().enumerate() {
             let key = format!("subscribers[{i}]");
-            let mut email = self.mailbox(&format!("{key}.email"), &s.email)?;
-            if email.name.is_none() {
-                email.name.clone_from(&s.name);
-            }
-            let addr_key = email.email.to_string().to_lowercase();
-            if !seen.insert(addr_key.clone()) {
-                return Err(self.err(format!("{key}.email"), format!("{addr_key} is listed twice")));
-            }
-            for (j, t) in s.topics.iter().enumerate() {
-                if !topics.contains_key(t) {
-                    let known: Vec<&str> = topics.keys().map(String::as_str).collect();
-                    return Err(self.err(
-                        format!("{key}.topics[{j}]"),
-                        format!("`{t}` is not a defined topic (defined: {}); add a [topics.{t}] table or fix the name", if known.is_empty() { "none".into() } else { known.join(", ") }),
-                    ));
-                }
-            }
-            let weekday = match s.weekday.as_deref() {
-                None => Weekday::Mon,
-                Some(w) => w.parse::<Weekday>().map_err(|_| {
-                    self.err(
-                        format!("{key}.weekday"),
-                        format!("`{w}` is not a weekday (expected e.g. \"monday\" or \"mon\")"),
-                    )
-                })?,
-            };
-            if s.weekday.is_some() && s.frequency != Frequency::Weekly {
-                return Err(self.err(format!("{key}.weekday"), "only meaningful with frequency = \"weekly\""));
-            }
-            let timezone = match s.timezone.as_deref() {
-                Some(tz) => self.tz(&format!("{key}.timezone"), tz)?,
-                None => digest.timezone,
-            };
-            subscribers.push(Subscriber {
-                email,
-                key: addr_key,
-                topics: s.topics,
-                max_papers: s.max_papers.unwrap_or(digest.max_papers).max(1),
-                min_score: s.min_score.unwrap_or(digest.min_score),
-                trending_weight: s.trending_weight.unwrap_or(digest.trending_weight),
-                frequency: s.frequency,
-                weekday,
-                timezone,
-            });
+            let sub = self.subscriber(&key, s, &topics, &digest)?;
+            list.push(sub, Origin::Inline(i))
+                .map_err(|twice| self.err(format!("{key}.email"), self.listed_twice(&twice)))?;
         }
-
+        let subscribers_file = match raw.subscribers_file {
+            Some(file) => Some(self.subscribers_file(&file, &mut list, &topics, &digest)?),
+            None => None,
+        };
+        let subscribers = list.subscribers;
         let alerts = match raw.alerts {
             Some(a) => Some(Alerts {
                 email: self.mailbox("alerts.email", &a.email)?,
@@ -800,7 +786,111 @@ impl Validator<'_> {
             None => None,
         };
 
-        Ok(Config { path: self.path.to_path_buf(), digest, sources, http, mail, topics, subscribers, alerts })
+        Ok(Config {
+            path: self.path.to_path_buf(),
+            digest,
+            sources,
+            http,
+            mail,
+            topics,
+            subscribers,
+            subscribers_file,
+            alerts,
+        })
+    }
+
+    /// Validates one subscriber, an inline table or a file line; `key` names it in errors.
+    fn subscriber(
+        &self,
+        key: &str,
+        s: RawSubscriber,
+        topics: &BTreeMap<String, Topic>,
+        digest: &DigestSettings,
+    ) -> Result<Subscriber> {
+        let mut email = self.mailbox(&format!("{key}.email"), &s.email)?;
+        if email.name.is_none() {
+            email.name.clone_from(&s.name);
+        }
+        for (j, t) in s.topics.iter().enumerate() {
+            if !topics.contains_key(t) {
+                let known: Vec<&str> = topics.keys().map(String::as_str).collect();
+                return Err(self.err(
+                    format!("{key}.topics[{j}]"),
+                    format!("`{t}` is not a defined topic (defined: {}); add a [topics.{t}] table or fix the name", if known.is_empty() { "none".into() } else { known.join(", ") }),
+                ));
+            }
+        }
+        let weekday = match s.weekday.as_deref() {
+            None => Weekday::Mon,
+            Some(w) => w.parse::<Weekday>().map_err(|_| {
+                self.err(
+                    format!("{key}.weekday"),
+                    format!("`{w}` is not a weekday (expected e.g. \"monday\" or \"mon\")"),
+                )
+            })?,
+        };
+        if s.weekday.is_some() && s.frequency != Frequency::Weekly {
+            return Err(self.err(format!("{key}.weekday"), "only meaningful with frequency = \"weekly\""));
+        }
+        let timezone = match s.timezone.as_deref() {
+            Some(tz) => self.tz(&format!("{key}.timezone"), tz)?,
+            None => digest.timezone,
+        };
+        let mut followed = s.topics;
+        // serde makes room for 4 topics at least; 100,000 subscribers would keep every spare slot.
+        followed.shrink_to_fit();
+        Ok(Subscriber {
+            key: email.email.to_string().to_lowercase(),
+            email,
+            topics: followed,
+            max_papers: s.max_papers.unwrap_or(digest.max_papers).max(1),
+            min_score: s.min_score.unwrap_or(digest.min_score),
+            trending_weight: s.trending_weight.unwrap_or(digest.trending_weight),
+            frequency: s.frequency,
+            weekday,
+            timezone,
+        })
+    }
+
+    /// The message for an address listed a second time, naming where it was listed first.
+    fn listed_twice(&self, twice: &Twice) -> String {
+        let addr = &twice.addr;
+        match twice.first {
+            Origin::Inline(i) => {
+                format!("{addr} is listed twice (first as subscribers[{i}] in {})", self.path.display())
+            }
+            Origin::Line(line) => format!("{addr} is listed twice (first on line {line})"),
+        }
+    }
+
+    /// Reads the `subscribers_file` line by line into `list`, after the inline subscribers.
+    fn subscribers_file(
+        &self,
+        file: &toml::Spanned<PathBuf>,
+        list: &mut SubscriberList,
+        topics: &BTreeMap<String, Topic>,
+        digest: &DigestSettings,
+    ) -> Result<SubscribersFile> {
+        let path = self.resolve(file.get_ref());
+        let opened = std::fs::File::open(&path).map_err(|e| Error::Config {
+            path: self.path.to_path_buf(),
+            line: Some(line_of(self.text, file.span().start)),
+            column: None,
+            key: Some("subscribers_file".into()),
+            message: format!(
+                "cannot open {}: {e}; expected a JSON Lines file of subscribers (relative paths start at the config file's folder)",
+                path.display()
+            ),
+        })?;
+        let before = list.subscribers.len();
+        read_jsonl(std::io::BufReader::new(opened), &path, |n, line, raw| {
+            let key = format!("subscribers[{n}]");
+            let sub = self.subscriber(&key, raw, topics, digest).map_err(|e| relocate(e, &path, line))?;
+            list.push(sub, Origin::Line(line)).map_err(|twice| {
+                relocate(self.err(format!("{key}.email"), self.listed_twice(&twice)), &path, line)
+            })
+        })?;
+        Ok(SubscribersFile { path, count: list.subscribers.len() - before })
     }
 
     fn mail(&self, m: RawMail) -> Result<MailSettings> {
@@ -946,6 +1036,153 @@ impl Validator<'_> {
     }
 }
 
+/// Where a subscriber was listed: the duplicate-address error names the first place.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    /// `[[subscribers]]` number i (from 0) in the config file.
+    Inline(usize),
+    /// A line (from 1) of the `subscribers_file`.
+    Line(usize),
+}
+
+/// An address listed a second time, and where it was listed first.
+struct Twice {
+    addr: String,
+    first: Origin,
+}
+
+/// The validated subscribers so far, and where each was listed.
+#[derive(Default)]
+struct SubscriberList {
+    subscribers: Vec<Subscriber>,
+    origins: Vec<Origin>,
+    /// Hashes of the addresses so far. A hit is confirmed against the list itself, so a
+    /// list of 100,000 does not hold a second copy of every address while it loads.
+    hashes: HashSet<u64>,
+    hasher: RandomState,
+}
+
+impl SubscriberList {
+    fn push(&mut self, sub: Subscriber, origin: Origin) -> std::result::Result<(), Twice> {
+        if !self.hashes.insert(self.hasher.hash_one(&sub.key))
+            && let Some(i) = self.subscribers.iter().position(|s| s.key == sub.key)
+        {
+            return Err(Twice { addr: sub.key, first: self.origins[i] });
+        }
+        self.subscribers.push(sub);
+        self.origins.push(origin);
+        Ok(())
+    }
+}
+
+/// A subscriber line may hold a few hundred topics, but not a whole file: a JSON array
+/// or a file without newlines is refused here instead of being read into memory.
+const MAX_LINE: u64 = 64 * 1024;
+
+/// Reads subscribers from JSON Lines, one line at a time: one JSON object per line; blank
+/// lines and lines starting with `#` are skipped. Calls `each(n, line, subscriber)` with the
+/// subscriber's number in the file (from 0) and its line (from 1). Errors name `path`, the
+/// line, and the field when one is at fault.
+fn read_jsonl(
+    mut reader: impl BufRead,
+    path: &Path,
+    mut each: impl FnMut(usize, usize, RawSubscriber) -> Result<()>,
+) -> Result<()> {
+    let at = |line: usize, column: Option<usize>, key: Option<String>, message: String| Error::Config {
+        path: path.to_path_buf(),
+        line: Some(line),
+        column,
+        key,
+        message,
+    };
+    let mut buf = String::new();
+    let (mut n, mut line) = (0, 0);
+    loop {
+        line += 1;
+        buf.clear();
+        let read = reader.by_ref().take(MAX_LINE).read_line(&mut buf).map_err(|e| {
+            let message = if e.kind() == std::io::ErrorKind::InvalidData {
+                "not valid UTF-8; expected a UTF-8 JSON Lines file".to_string()
+            } else {
+                format!("cannot read: {e}")
+            };
+            at(line, None, None, message)
+        })?;
+        if read == 0 {
+            return Ok(());
+        }
+        if read as u64 == MAX_LINE && !buf.ends_with('\n') {
+            return Err(at(
+                line,
+                None,
+                None,
+                format!("line longer than {MAX_LINE} bytes; expected one JSON object per line"),
+            ));
+        }
+        let text = buf.trim_end_matches(['\n', '\r']);
+        let text = if line == 1 { text.trim_start_matches('\u{feff}') } else { text };
+        let trimmed = text.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        // serde would also take a JSON array as the fields in order: only objects are subscribers.
+        if !trimmed.starts_with('{') {
+            let array =
+                if trimmed.starts_with('[') { " (one object per line, not a JSON array)" } else { "" };
+            return Err(at(
+                line,
+                Some(text.len() - trimmed.len() + 1),
+                Some(format!("subscribers[{n}]")),
+                format!("expected a JSON object such as {{\"email\": \"name@example.org\"}}{array}"),
+            ));
+        }
+        let raw = serde_json::from_str::<RawSubscriber>(text).map_err(|e| {
+            let key = format!("subscribers[{n}]");
+            let key = match faulty_field(text) {
+                Some(field) => format!("{key}.{field}"),
+                None => key,
+            };
+            // serde_json ends its message with "at line 1 column N": the column is kept apart.
+            let full = e.to_string();
+            let suffix = format!(" at line {} column {}", e.line(), e.column());
+            let message = full.strip_suffix(&suffix).unwrap_or(&full).to_string();
+            at(line, Some(e.column()), Some(key), message)
+        })?;
+        each(n, line, raw)?;
+        n += 1;
+    }
+}
+
+/// The field of a subscriber line that a type or unknown-field error is about: the first
+/// one that fails on its own beside a valid `email`. `None` when the line is not a JSON
+/// object or no single field is at fault (a missing `email`).
+fn faulty_field(line: &str) -> Option<String> {
+    let serde_json::Value::Object(fields) = serde_json::from_str(line).ok()? else {
+        return None;
+    };
+    fields.into_iter().find_map(|(name, value)| {
+        let mut probe = serde_json::Map::new();
+        probe.insert("email".into(), "probe@example.org".into());
+        probe.insert(name.clone(), value);
+        serde_json::from_value::<RawSubscriber>(probe.into()).is_err().then_some(name)
+    })
+}
+
+/// Moves a config error to a line of another file (the `subscribers_file`).
+fn relocate(e: Error, file: &Path, line: usize) -> Error {
+    match e {
+        Error::Config { key, message, .. } => {
+            Error::Config { path: file.to_path_buf(), line: Some(line), column: None, key, message }
+        }
+        other => other,
+    }
+}
+
+/// The line (from 1) of a byte offset in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).unwrap_or(text).matches('\n').count() + 1
+}
+
 /// A password file readable by group or others is refused, the way ssh refuses keys.
 fn check_private(path: &Path) -> std::result::Result<(), String> {
     #[cfg(unix)]
@@ -1064,6 +1301,106 @@ password_env = "PW"
         let text = "[mail]\nfrom = \"a@b.org\"\ntransport = \"smtp\"\n[mail.smtp]\nhost = \"mail.example.org\"\nsecurity = \"none\"\n";
         let e = parse(text).unwrap_err().to_string();
         assert!(e.contains("mail.smtp.security"), "{e}");
+    }
+
+    /// Parses `config` with `list` written to `subs.jsonl` in a fresh folder (the config's).
+    fn with_list(config: &str, list: &str) -> Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("subs.jsonl"), list).unwrap();
+        Config::parse_with(config, Path::new("t.toml"), dir.path(), &|_| None)
+    }
+
+    /// Runs `read_jsonl` over `text`, collecting (number, line, email).
+    fn read(text: &str) -> Result<Vec<(usize, usize, String)>> {
+        let mut got = Vec::new();
+        read_jsonl(text.as_bytes(), Path::new("s.jsonl"), |n, line, raw| {
+            got.push((n, line, raw.email));
+            Ok(())
+        })?;
+        Ok(got)
+    }
+
+    #[test]
+    fn a_file_subscriber_gets_the_same_defaults_and_checks_as_an_inline_one() {
+        let head = "[digest]\nmax_papers = 7\ntimezone = \"Europe/Berlin\"\n[mail]\nfrom = \"a@b.org\"\n[topics.x]\nkeywords = [\"x\"]\n";
+        let inline = parse(&format!(
+            "{head}[[subscribers]]\nemail = \"Ann@X.org\"\nname = \"Ann\"\ntopics = [\"x\"]\nfrequency = \"weekly\"\nweekday = \"fri\"\n[[subscribers]]\nemail = \"bo@x.org\"\n"
+        ))
+        .unwrap();
+        let list = "{\"email\": \"Ann@X.org\", \"name\": \"Ann\", \"topics\": [\"x\"], \"frequency\": \"weekly\", \"weekday\": \"fri\"}\n{\"email\": \"bo@x.org\"}\n";
+        let file = with_list(&format!("subscribers_file = \"subs.jsonl\"\n{head}"), list).unwrap();
+        assert_eq!(format!("{:?}", file.subscribers), format!("{:?}", inline.subscribers));
+        assert_eq!(file.subscribers[0].key, "ann@x.org");
+        assert_eq!(file.subscribers[1].max_papers, 7);
+        assert_eq!(file.subscribers_file.as_ref().map(|f| f.count), Some(2));
+        assert!(inline.subscribers_file.is_none());
+    }
+
+    #[test]
+    fn blank_and_comment_lines_are_skipped_but_still_counted() {
+        let got = read(
+            "# list\n\n{\"email\":\"a@b.org\"}\r\n   \n  # {\"email\":\"no@b.org\"}\n{\"email\":\"c@d.org\"}",
+        )
+        .unwrap();
+        assert_eq!(got, [(0, 3, "a@b.org".into()), (1, 6, "c@d.org".into())]);
+        assert!(read("").unwrap().is_empty());
+        assert_eq!(read("\u{feff}{\"email\":\"a@b.org\"}\n").unwrap().len(), 1, "a BOM is not an error");
+    }
+
+    #[test]
+    fn a_wrong_type_in_a_line_names_the_field_and_the_column() {
+        let e =
+            read("{\"email\":\"a@b.org\"}\n{\"email\":\"c@d.org\",\"max_papers\":\"ten\"}\n").unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::CONFIG);
+        let e = e.to_string();
+        assert!(
+            e.starts_with("s.jsonl:2:37: key `subscribers[1].max_papers`: invalid type: string \"ten\""),
+            "{e}"
+        );
+        assert!(!e.contains("at line 1"), "serde_json's own position is not repeated: {e}");
+    }
+
+    #[test]
+    fn a_line_that_is_not_an_object_is_refused() {
+        let e = read("[\"a@b.org\", \"Ann\"]\n").unwrap_err().to_string();
+        assert!(e.starts_with("s.jsonl:1:1: key `subscribers[0]`: expected a JSON object"), "{e}");
+        assert!(e.contains("not a JSON array"), "{e}");
+    }
+
+    #[test]
+    fn an_endless_line_is_refused_without_reading_it_whole() {
+        let endless = std::io::repeat(b' ');
+        let e = read_jsonl(std::io::BufReader::new(endless), Path::new("s.jsonl"), |_, _, _| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("s.jsonl:1: line longer than 65536 bytes"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_subscribers_file_adds_nobody() {
+        let c = with_list(&format!("subscribers_file = \"subs.jsonl\"\n{MINIMAL}"), "").unwrap();
+        assert!(c.subscribers.is_empty());
+        assert_eq!(c.subscribers_file.map(|f| f.count), Some(0));
+    }
+
+    #[test]
+    fn subscribers_file_below_a_table_is_said_to_be_a_top_level_key() {
+        let e = parse(&format!("{MINIMAL}subscribers_file = \"subs.jsonl\"\n")).unwrap_err().to_string();
+        assert!(e.contains("key `mail.subscribers_file`"), "{e}");
+        assert!(e.contains("move it above the first [table]"), "{e}");
+    }
+
+    #[test]
+    fn an_address_listed_twice_inline_names_the_first_one() {
+        let text =
+            format!("{MINIMAL}[[subscribers]]\nemail = \"a@b.org\"\n[[subscribers]]\nemail = \"A@B.org\"\n");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "key `subscribers[1].email`: a@b.org is listed twice (first as subscribers[0] in t.toml)"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

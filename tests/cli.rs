@@ -9,9 +9,11 @@ mod site;
 mod smtp_server;
 
 use http_server::{HttpServer, Reply, Route};
-use site::{Site, code, hf_server, stderr};
+use site::{NOW, Site, code, hf_server, stderr};
 use smtp_server::{Faults, SmtpServer};
-use std::process::Command;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -155,4 +157,52 @@ fn repeated_failing_runs_send_one_alert_not_one_per_failure() {
     assert!(alerts[0].header("Subject").unwrap().contains("2 failing runs"));
     assert_eq!(smtp.messages().len(), 1, "no digest went out while every source failed");
     assert_eq!(site.count("SELECT COUNT(*) FROM deliveries WHERE kind = 'alert' AND status = 'sent'"), 1);
+}
+
+/// Runs `args` with standard output into a pipe whose reader takes `lines` lines and then
+/// hangs up, like `| head -n LINES`. Returns the exit code, standard error and the lines read.
+fn into_closing_pipe(site: &Site, args: &[&str], lines: usize) -> (i32, String, Vec<String>) {
+    let mut child = site.cmd(args, NOW).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let reader = BufReader::new(child.stdout.take().unwrap());
+    let read: Vec<String> = reader.lines().take(lines).map(Result::unwrap).collect();
+    // The reader is gone: the pipe has no reading end any more.
+    let out = child.wait_with_output().unwrap();
+    (code(&out), stderr(&out), read)
+}
+
+#[test]
+fn status_into_a_reader_that_hangs_up_after_one_line_exits_cleanly() {
+    // Far more than a pipe buffer (64 KiB) of output, so the writes after the hang-up
+    // certainly hit the closed pipe.
+    let mut subscribers = String::new();
+    for n in 0..5000 {
+        write!(subscribers, "\n[[subscribers]]\nemail = \"user{n:05}@example.org\"\n").unwrap();
+    }
+    let http = hf_server();
+    let site = Site::with_subscribers(&http.url(), SmtpServer::closed_port(), "", &subscribers);
+    let (code, err, read) = into_closing_pipe(&site, &["status"], 1);
+    assert_eq!(read.len(), 1);
+    assert!(read[0].starts_with("last run:"), "{read:?}");
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+    assert!(err.trim().is_empty(), "a closed pipe is not an error: {err}");
+}
+
+#[test]
+fn commands_that_print_exit_cleanly_when_nobody_reads_their_output() {
+    let http = hf_server();
+    let site = Site::new(&http.url(), SmtpServer::closed_port(), "");
+    assert_eq!(code(&site.run(&["fetch"])), 0);
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["check"],
+        &["explain", "--to", "alice@example.org", "--paper", "2411.16500"],
+        &["explain", "--to", "alice@example.org", "--paper", "2411.16500", "--json"],
+        &["preview", "--to", "alice@example.org", "--offline"],
+    ] {
+        let (code, err, _) = into_closing_pipe(&site, args, 0);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{args:?}: {err}");
+    }
 }

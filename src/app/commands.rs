@@ -16,8 +16,19 @@ use crate::source::{self, http::HttpClient};
 use crate::store::{Delivery, Kind, NewDelivery, Outcome, Store};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{self, BufWriter, Write};
 use std::path::Path;
+
+/// Writes a command's output to standard output: one lock, one buffer, one flush. A reader
+/// that has gone away (`paper-digest status | head -1`) is not the command's failure: the
+/// rest of the output is dropped, quietly, and the command's own outcome stands.
+fn print(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<()> {
+    let mut out = BufWriter::new(io::stdout().lock());
+    match write(&mut out).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        result => result.map_err(|e| Error::io("<stdout>", e)),
+    }
+}
 
 pub(super) fn init(path: &Path, force: bool) -> Result<u8> {
     if path.exists() && !force {
@@ -33,7 +44,13 @@ pub(super) fn init(path: &Path, force: bool) -> Result<u8> {
     // database and outbox beside itself.
     let starter = include_str!("../../config/example.toml").replace("\"../", "\"");
     std::fs::write(path, starter).map_err(|e| Error::io(path, e))?;
-    println!("wrote {}; edit the subscribers and topics, then run `paper-digest check`", path.display());
+    print(|out| {
+        writeln!(
+            out,
+            "wrote {}; edit the subscribers and topics, then run `paper-digest check`",
+            path.display()
+        )
+    })?;
     Ok(exit::OK)
 }
 
@@ -120,10 +137,7 @@ fn renderer_for(cfg: &Config) -> Result<Renderer> {
 fn write_output(path: Option<&Path>, bytes: &[u8]) -> Result<()> {
     match path {
         Some(p) => std::fs::write(p, bytes).map_err(|e| Error::io(p, e)),
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(bytes).and_then(|()| stdout.flush()).map_err(|e| Error::io("<stdout>", e))
-        }
+        None => print(|out| out.write_all(bytes)),
     }
 }
 
@@ -173,7 +187,9 @@ pub(super) async fn resend(
     store.record_outcomes(std::slice::from_ref(&outcome), now)?;
     match &outcome {
         Outcome::Sent { .. } => {
-            println!("resent the {} edition to {} as {}", job.edition, sub.key, job.message_id);
+            print(|out| {
+                writeln!(out, "resent the {} edition to {} as {}", job.edition, sub.key, job.message_id)
+            })?;
         }
         Outcome::Failed { error, .. } | Outcome::Deferred { error, .. } => {
             eprintln!("paper-digest: resend to {} failed: {error}", sub.key);
@@ -196,12 +212,14 @@ pub(super) async fn explain(
     let liked = liked_papers(cfg, &store).await;
     let indexes = Indexes::new(cfg, &candidates, &liked, now);
     let explanation = indexes.for_subscriber(sub).explain(sub, &id, &store.seen(&sub.key)?);
-    if json {
-        let text = serde_json::to_string_pretty(&explanation).map_err(|e| Error::NotFound(e.to_string()))?;
-        println!("{text}");
-    } else {
-        print!("{explanation}");
-    }
+    print(|out| {
+        if json {
+            serde_json::to_writer_pretty(&mut *out, &explanation)?;
+            writeln!(out)
+        } else {
+            write!(out, "{explanation}")
+        }
+    })?;
     Ok(exit::OK)
 }
 
@@ -241,83 +259,101 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
         "sources": sources,
         "subscribers": subscribers,
     });
-    if json {
-        let text = serde_json::to_string_pretty(&doc).map_err(|e| Error::NotFound(e.to_string()))?;
-        println!("{text}");
-        return Ok(exit::OK);
-    }
-    match &last_run {
-        Some(r) => println!(
-            "last run:      {} ({}){}",
-            r.started_at,
-            r.status,
-            r.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
-        ),
-        None => println!("last run:      never"),
-    }
-    println!("last success:  {}", last_success.map_or_else(|| "never".into(), |r| r.started_at));
-    println!(
-        "next run:      {} (daemon schedule `{}` {})",
-        next_run.map_or_else(|| "-".into(), |t| t.to_rfc3339()),
-        cfg.digest.schedule,
-        cfg.digest.timezone
-    );
-    println!("papers stored: {}", doc["papers"]);
-    println!("sources:");
-    for s in &sources {
-        match &s.last_error {
-            Some(e) => println!("  {:<14} FAILED at {}: {e}", s.source, s.last_attempt),
-            None => println!("  {:<14} ok at {} ({} papers)", s.source, s.last_attempt, s.last_count),
+    print(|out| {
+        if json {
+            serde_json::to_writer_pretty(&mut *out, &doc)?;
+            return writeln!(out);
         }
-    }
-    println!("subscribers:");
-    for s in &cfg.subscribers {
-        match deliveries.get(&s.key) {
-            Some(d) => println!(
-                "  {:<28} {} {:<8} {} papers, {} attempt(s){}",
-                s.key,
-                d.edition,
-                d.status,
-                d.items.len(),
-                d.attempts,
-                d.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
-            ),
-            None => println!("  {:<28} no digest yet", s.key),
+        match &last_run {
+            Some(r) => writeln!(
+                out,
+                "last run:      {} ({}){}",
+                r.started_at,
+                r.status,
+                r.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            )?,
+            None => writeln!(out, "last run:      never")?,
         }
-    }
+        writeln!(out, "last success:  {}", last_success.map_or_else(|| "never".into(), |r| r.started_at))?;
+        writeln!(
+            out,
+            "next run:      {} (daemon schedule `{}` {})",
+            next_run.map_or_else(|| "-".into(), |t| t.to_rfc3339()),
+            cfg.digest.schedule,
+            cfg.digest.timezone
+        )?;
+        writeln!(out, "papers stored: {}", doc["papers"])?;
+        writeln!(out, "sources:")?;
+        for s in &sources {
+            match &s.last_error {
+                Some(e) => writeln!(out, "  {:<14} FAILED at {}: {e}", s.source, s.last_attempt)?,
+                None => {
+                    writeln!(out, "  {:<14} ok at {} ({} papers)", s.source, s.last_attempt, s.last_count)?;
+                }
+            }
+        }
+        writeln!(out, "subscribers:")?;
+        for s in &cfg.subscribers {
+            match deliveries.get(&s.key) {
+                Some(d) => writeln!(
+                    out,
+                    "  {:<28} {} {:<8} {} papers, {} attempt(s){}",
+                    s.key,
+                    d.edition,
+                    d.status,
+                    d.items.len(),
+                    d.attempts,
+                    d.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                )?,
+                None => writeln!(out, "  {:<28} no digest yet", s.key)?,
+            }
+        }
+        Ok(())
+    })?;
     Ok(exit::OK)
 }
 
 pub(super) async fn check(cfg: &Config, connect: bool, now: DateTime<Utc>) -> Result<u8> {
-    println!(
-        "config ok: {} ({} sources, {} topics, {} subscribers, transport {:?})",
-        cfg.path.display(),
-        source::from_config(cfg).len(),
-        cfg.topics.len(),
-        cfg.subscribers.len(),
-        cfg.mail.transport
-    );
+    let from_file = cfg
+        .subscribers_file
+        .as_ref()
+        .map(|f| format!(" ({} from {})", f.count, f.path.display()))
+        .unwrap_or_default();
+    print(|out| {
+        writeln!(
+            out,
+            "config ok: {} ({} sources, {} topics, {} subscribers{from_file}, transport {:?})",
+            cfg.path.display(),
+            source::from_config(cfg).len(),
+            cfg.topics.len(),
+            cfg.subscribers.len(),
+            cfg.mail.transport
+        )
+    })?;
     if !connect {
         return Ok(exit::OK);
     }
+    // One line per item as it is checked; stdout is not held locked across the awaits.
     let mut failed = 0;
     let client = HttpClient::new(&cfg.http, HashMap::new())?;
     let window = window(now, 1);
     for s in source::from_config(cfg) {
-        match s.fetch(&client, &window).await {
-            Ok(papers) => println!("ok      source {}: reachable, {} papers today", s.name(), papers.len()),
+        let line = match s.fetch(&client, &window).await {
+            Ok(papers) => format!("ok      source {}: reachable, {} papers today", s.name(), papers.len()),
             Err(e) => {
                 failed += 1;
-                println!("FAILED  source {}: {e}", s.name());
+                format!("FAILED  source {}: {e}", s.name())
             }
-        }
+        };
+        print(|out| writeln!(out, "{line}"))?;
     }
-    match Mailer::new(&cfg.mail)?.check().await {
-        Ok(verdict) => println!("ok      mail: {verdict}"),
+    let line = match Mailer::new(&cfg.mail)?.check().await {
+        Ok(verdict) => format!("ok      mail: {verdict}"),
         Err(e) => {
             failed += 1;
-            println!("FAILED  mail: {e}");
+            format!("FAILED  mail: {e}")
         }
-    }
+    };
+    print(|out| writeln!(out, "{line}"))?;
     Ok(if failed == 0 { exit::OK } else { exit::TEMPFAIL })
 }
