@@ -387,3 +387,100 @@ fn after_kill_9_at_any_point_a_rerun_leaves_every_subscriber_exactly_one_digest(
     }
     println!("{}", report.join("\n"));
 }
+
+/// `[[subscribers]]` for `n` readers of the llm-reasoning topic.
+fn readers(n: usize) -> String {
+    (0..n).fold(String::new(), |mut s, i| {
+        let _ = writeln!(
+            s,
+            "[[subscribers]]\nemail = \"reader{i:03}@example.org\"\ntopics = [\"llm-reasoning\"]"
+        );
+        s
+    })
+}
+
+/// Waits for a child to exit, killing it (and failing the test) after `timeout`.
+fn exit_within(mut child: std::process::Child, timeout: Duration) -> std::process::Output {
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_run_stopped_by_sigterm_records_every_message_that_went_out_and_leaves_the_rest_untouched() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none().slow(Duration::from_millis(50)));
+    let site = Site::with_subscribers(&http.url(), smtp.port(), "", &readers(200));
+    assert_eq!(code(&site.run(&["fetch"])), 0);
+    let child = site
+        .cmd(&["run"], NOW)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while smtp.messages().len() < 8 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = exit_within(child, Duration::from_secs(30));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    let went_out = smtp.messages().len() as i64;
+    assert!(went_out < 200, "the run stopped early ({went_out} of 200 sent)");
+    // Each accepted message is recorded sent, with its attempt; nothing is left in between.
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM deliveries WHERE status = 'sent' AND attempts = 1"),
+        went_out
+    );
+    assert_eq!(site.count("SELECT COUNT(*) FROM deliveries WHERE status = 'sending'"), 0);
+    // What was not handed to the server is as planned: pending, no attempt counted.
+    let planned = site.count("SELECT COUNT(*) FROM deliveries");
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND attempts = 0"),
+        planned - went_out
+    );
+
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let mut by_rcpt: BTreeMap<String, usize> = BTreeMap::new();
+    for m in smtp.messages() {
+        *by_rcpt.entry(recipient(&m)).or_default() += 1;
+    }
+    assert_eq!(by_rcpt.len(), 200);
+    assert!(by_rcpt.values().all(|&n| n == 1), "a digest went out twice");
+}
+
+#[test]
+fn a_commit_that_fails_fails_the_run_with_the_database_error_and_stops_sending() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none().slow(Duration::from_millis(20)));
+    let site = Site::with_subscribers(&http.url(), smtp.port(), "", &readers(200));
+    assert_eq!(code(&site.run(&["fetch"])), 0);
+    site.db()
+        .execute_batch(
+            "CREATE TRIGGER no_sent BEFORE UPDATE OF status ON deliveries WHEN NEW.status = 'sent'
+             BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
+        )
+        .unwrap();
+    let child = site
+        .cmd(&["run"], NOW)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = exit_within(child, Duration::from_secs(30));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("disk on fire"), "{}", stderr(&out));
+    assert_eq!(site.count("SELECT COUNT(*) FROM deliveries WHERE status = 'sent'"), 0);
+    assert_eq!(site.count("SELECT COUNT(*) FROM seen"), 0);
+    assert_eq!(site.count("SELECT COUNT(*) FROM runs WHERE status = 'failed'"), 1);
+    assert!(smtp.messages().len() < 100, "sending went on for {} messages", smtp.messages().len());
+}

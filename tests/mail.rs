@@ -252,6 +252,60 @@ async fn dropped_connection_is_retried_within_send_under_the_same_message_id() {
 }
 
 #[tokio::test]
+async fn back_to_back_messages_reuse_one_connection_without_a_noop_between_them() {
+    let server = SmtpServer::start(Faults::none());
+    let s = settings(SmtpSettings { concurrency: 1, ..smtp(server.port()) });
+    let mailer = Mailer::new(&s).unwrap();
+    for to in ["alice@example.org", "bob@example.org", "carol@example.org"] {
+        mailer.send(&message(&s, to).0, to).await.unwrap();
+    }
+    assert_eq!(server.messages().len(), 3);
+    assert_eq!(server.connections(), 1);
+    assert!(!server.saw_command("NOOP"), "a connection parked moments ago is used without a probe");
+}
+
+#[tokio::test]
+async fn a_parked_connection_the_server_closed_costs_one_attempt_and_the_retry_delivers() {
+    // The server hangs up right after confirming the first message; the client parked that
+    // connection and, trusting it, sends the second message on it.
+    let server = SmtpServer::start(Faults::none().close_after_reply(1));
+    let s = settings(SmtpSettings { concurrency: 1, max_attempts: 2, ..smtp(server.port()) });
+    let mailer = Mailer::new(&s).unwrap();
+    let (first, first_id) = message(&s, "alice@example.org");
+    let (second, second_id) = message(&s, "bob@example.org");
+
+    mailer.send(&first, "alice@example.org").await.unwrap();
+    mailer.send(&second, "bob@example.org").await.unwrap();
+
+    let ids: Vec<_> = server.messages().iter().map(Received::message_id).collect();
+    assert_eq!(ids, [Some(first_id), Some(second_id)], "both delivered, once each");
+    assert_eq!(server.connections(), 2, "the retry went out on a new connection");
+    assert!(!server.saw_command("NOOP"));
+}
+
+#[tokio::test]
+async fn after_one_dead_parked_connection_the_others_are_probed_before_use() {
+    // Two connections are parked, then both die (as in a server restart). The first send
+    // finds out on one of them; the other must be probed, not trusted, or the message's
+    // second and last attempt would be spent on it too.
+    let server = SmtpServer::start(Faults::none().close_after_reply(2).slow(Duration::from_millis(50)));
+    let s = settings(SmtpSettings { concurrency: 2, max_attempts: 2, ..smtp(server.port()) });
+    let mailer = Mailer::new(&s).unwrap();
+    let (a, b) = (message(&s, "alice@example.org").0, message(&s, "bob@example.org").0);
+    let (ra, rb) = tokio::join!(mailer.send(&a, "alice@example.org"), mailer.send(&b, "bob@example.org"));
+    ra.unwrap();
+    rb.unwrap();
+    assert_eq!(server.connections(), 2, "two connections parked");
+
+    let (third, third_id) = message(&s, "carol@example.org");
+    mailer.send(&third, "carol@example.org").await.unwrap();
+
+    assert_eq!(server.messages().last().and_then(Received::message_id), Some(third_id));
+    assert_eq!(server.messages().len(), 3);
+    assert_eq!(server.connections(), 3, "delivered on a new connection, at the second attempt");
+}
+
+#[tokio::test]
 async fn unreachable_server_is_a_transient_transport_error_and_later_sends_fail_fast() {
     let port = SmtpServer::closed_port();
     let s = settings(smtp(port));

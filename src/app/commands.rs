@@ -22,7 +22,7 @@ use std::path::Path;
 /// Writes a command's output to standard output: one lock, one buffer, one flush. A reader
 /// that has gone away (`paper-digest status | head -1`) is not the command's failure: the
 /// rest of the output is dropped, quietly, and the command's own outcome stands.
-fn print(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<()> {
+pub(super) fn print(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<()> {
     let mut out = BufWriter::new(io::stdout().lock());
     match write(&mut out).and_then(|()| out.flush()) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),

@@ -16,19 +16,27 @@ use crate::schedule;
 use crate::source::{self, Window, http::HttpClient};
 use crate::store::{Item, Kind, NewDelivery, Outcome, Store};
 use chrono::{DateTime, Duration as Days, NaiveDate, Utc};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub use tokio_util::sync::CancellationToken as Shutdown;
 
 /// Subscribers are planned and sent in chunks of this size, so memory stays flat in the
 /// number of subscribers: only one chunk's rankings are held at a time.
 const CHUNK: usize = 512;
-/// Send outcomes are committed in groups of this size (group commit).
-const COMMIT_EVERY: usize = 64;
+/// Messages that may be out, beyond the `concurrency` in flight, without a durable record
+/// of their outcome yet: after a crash at most `concurrency + UNRECORDED` are sent twice.
+/// Group commit keeps far below it (16 outcomes per 2 ms fsync would be 8,000 messages a
+/// second); it holds the sends back only when the disk stalls.
+const UNRECORDED: usize = 16;
+/// Rendered messages whose rows are marked 'sending' in one transaction, at most. A
+/// stopping run still sends the group it has marked, so this also bounds what goes out
+/// after a shutdown is asked for, besides the sends in flight.
+const MARK_GROUP: usize = 16;
 
 /// What one run did: the numbers behind the one-line summary and the exit code.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -122,13 +130,16 @@ async fn dispatch(cfg: Config, command: Command, now: DateTime<Utc>, fixed_clock
             let _lock = InstanceLock::acquire(&cfg.digest.lock_file)?;
             let store = Store::open(&cfg.digest.database)?;
             let fetched = fetch(&cfg, &store, now, fetch_days(&cfg)).await?;
-            println!(
-                "fetched: {} sources ok, {} failed, {} new papers, {} papers stored",
-                fetched.ok,
-                fetched.errors.len(),
-                fetched.new_papers,
-                store.paper_count()?
-            );
+            let stored = store.paper_count()?;
+            commands::print(|out| {
+                writeln!(
+                    out,
+                    "fetched: {} sources ok, {} failed, {} new papers, {stored} papers stored",
+                    fetched.ok,
+                    fetched.errors.len(),
+                    fetched.new_papers,
+                )
+            })?;
             Ok(if fetched.errors.is_empty() { exit::OK } else { exit::PARTIAL })
         }
         Command::Preview(args) => commands::preview(&cfg, &args, now).await,
@@ -302,7 +313,7 @@ fn items(ranked: &[Ranked<'_>]) -> Vec<Item> {
 }
 
 /// Rebuilds the ranked list a ledger row recorded, from papers at hand or the store.
-fn ranked_from_items<'a>(items: &[Item], papers: &'a HashMap<PaperId, Paper>) -> Vec<Ranked<'a>> {
+fn ranked_from_items<'a>(items: &[Item], papers: &'a Papers) -> Vec<Ranked<'a>> {
     items
         .iter()
         .filter_map(|i| {
@@ -332,7 +343,8 @@ struct Job<'c> {
 /// `shutdown` is cancelled, finishing those in flight.
 pub async fn run_once(cfg: &Config, now: DateTime<Utc>, shutdown: &Shutdown) -> Result<RunSummary> {
     let started = Instant::now();
-    let store = Store::open(&cfg.digest.database)?;
+    // Shared with the thread that commits send outcomes.
+    let store = Arc::new(Store::open(&cfg.digest.database)?);
     let run_id = store.start_run("run", now)?;
     let result = run_inner(cfg, &store, now, shutdown).await;
     let finished = now + Days::from_std(started.elapsed()).unwrap_or_default();
@@ -370,7 +382,7 @@ fn log_summary(summary: &RunSummary) {
 
 async fn run_inner(
     cfg: &Config,
-    store: &Store,
+    store: &Arc<Store>,
     now: DateTime<Utc>,
     shutdown: &Shutdown,
 ) -> Result<RunSummary> {
@@ -390,6 +402,7 @@ async fn run_inner(
     }
     let liked = liked_papers(cfg, store).await;
     let indexes = Indexes::new(cfg, &candidates, &liked, now);
+    let shelf = Arc::new(shelf(&candidates));
     let composer = Composer {
         renderer: Arc::new(Renderer::new(cfg.digest.templates.as_deref())?),
         mail: Arc::new(cfg.mail.clone()),
@@ -403,8 +416,7 @@ async fn run_inner(
         }
         let jobs = plan(cfg, store, &indexes, chunk, now, &mut summary)?;
         progress.inc((chunk.len() - jobs.len()) as u64);
-        send_jobs(&composer, store, &mailer, &candidates, jobs, now, shutdown, &mut summary, &progress)
-            .await?;
+        send_jobs(&composer, store, &mailer, &shelf, jobs, now, shutdown, &mut summary, &progress).await?;
     }
     progress.finish_and_clear();
     mailer.close().await;
@@ -533,12 +545,17 @@ enum Sent {
     TransportDown(String),
 }
 
+/// Renders, sends and records one chunk's jobs. Rendering runs ahead on the blocking
+/// pool, up to `concurrency` messages are with the transport at once, and outcomes are
+/// committed by a [`Committer`] on a thread of its own, so neither an SMTP exchange nor a
+/// file write waits for a durable commit. Every outcome known is committed before this
+/// returns, whether the run finished, was stopped or lost its mail server.
 #[allow(clippy::too_many_arguments)]
 async fn send_jobs(
     composer: &Composer,
-    store: &Store,
+    store: &Arc<Store>,
     mailer: &Mailer,
-    candidates: &Candidates,
+    shelf: &Arc<Papers>,
     jobs: Vec<Job<'_>>,
     now: DateTime<Utc>,
     shutdown: &Shutdown,
@@ -548,71 +565,206 @@ async fn send_jobs(
     if jobs.is_empty() {
         return Ok(());
     }
-    let papers = Arc::new(papers_for(store, candidates, jobs.iter().flat_map(|j| &j.items))?);
+    let papers = papers_on_shelf(store, shelf, jobs.iter().flat_map(|j| &j.items))?;
     let concurrency = mailer.concurrency().max(1);
-    let render_ahead = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) * 2;
-    let down = AtomicBool::new(false);
-    let stopped = || shutdown.is_cancelled() || down.load(Ordering::Relaxed);
-    let mut outcomes = Vec::with_capacity(COMMIT_EVERY);
-    let composed = futures_util::stream::iter(jobs)
-        // Once cancelled (or the server is gone) nothing new starts; sends in flight finish.
-        .take_while(|_| {
-            let go = !stopped();
-            async move { go }
-        })
-        .map(|job| {
-            let (mail, renderer, papers) =
-                (Arc::clone(&composer.mail), Arc::clone(&composer.renderer), Arc::clone(&papers));
-            let (sub, items, message_id, edition) =
-                (job.subscriber.clone(), job.items.clone(), job.message_id.clone(), job.edition);
-            async move {
-                let message = tokio::task::spawn_blocking(move || {
-                    compose(&mail, &renderer, &sub, edition, &message_id, &items, &papers, now)
-                })
-                .await
-                .unwrap_or_else(|e| Err(format!("rendering failed: {e}")));
-                (job, message)
-            }
-        })
-        .buffered(render_ahead);
-    let results = composed
-        .map(|(job, message)| {
-            let down = &down;
-            let stopped = &stopped;
-            async move {
-                let result = match message {
-                    // Rendered ahead but not yet handed over: left pending for the next run.
-                    Ok(_) if stopped() => Sent::NotAttempted,
-                    Ok(message) => deliver(store, mailer, &job, &message, now).await,
-                    Err(e) => Sent::Failed(e),
-                };
-                if matches!(result, Sent::TransportDown(_)) {
-                    down.store(true, Ordering::Relaxed);
+    // Rendering is CPU-bound: two per core at once keep every core busy. Up to MARK_GROUP
+    // finished messages may wait to be handed out, so that a group builds up while the
+    // previous one waits for the database.
+    let rendering = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) * 2;
+    let cores = Arc::new(Semaphore::new(rendering));
+    let render_ahead = rendering.max(MARK_GROUP);
+    let committer = Committer::start(Arc::clone(store), now, concurrency + UNRECORDED);
+    {
+        let down = AtomicBool::new(false);
+        // Once cancelled (or the server is gone, or outcomes can no longer be recorded)
+        // nothing new starts; sends in flight finish.
+        let stopped = || shutdown.is_cancelled() || down.load(Ordering::Relaxed) || committer.failed();
+        let composed = futures_util::stream::iter(jobs)
+            .take_while(|_| {
+                let go = !stopped();
+                async move { go }
+            })
+            .map(|job| {
+                let (mail, renderer, papers, cores) = (
+                    Arc::clone(&composer.mail),
+                    Arc::clone(&composer.renderer),
+                    Arc::clone(&papers),
+                    Arc::clone(&cores),
+                );
+                let (sub, items, message_id, edition) =
+                    (job.subscriber.clone(), job.items.clone(), job.message_id.clone(), job.edition);
+                // A task of its own, so that rendering goes on while the send loop waits.
+                let render = tokio::spawn(async move {
+                    let _core = cores.acquire_owned().await;
+                    tokio::task::spawn_blocking(move || {
+                        compose(&mail, &renderer, &sub, edition, &message_id, &items, &papers, now)
+                    })
+                    .await
+                });
+                async move {
+                    let message = match render.await {
+                        Ok(Ok(message)) => message,
+                        Ok(Err(e)) | Err(e) => Err(format!("rendering failed: {e}")),
+                    };
+                    (job, message)
                 }
-                (job, result)
-            }
-        })
-        .buffer_unordered(concurrency);
-    let mut results = std::pin::pin!(results);
-    // Group commit: record each outcome as soon as it is known, together with whatever other
-    // outcomes are already waiting. A slow server gets one durable commit per message (the
-    // duplicate window after a crash is one message); a fast one gets batches.
-    while let Some(first) = results.next().await {
-        let mut ready = vec![first];
-        while ready.len() < COMMIT_EVERY {
-            match results.next().now_or_never() {
-                Some(Some(more)) => ready.push(more),
-                _ => break,
-            }
-        }
-        for (job, result) in ready {
+            })
+            .buffered(render_ahead);
+        let results = composed
+            // What is rendered by now is marked in one transaction and then handed out.
+            .ready_chunks(MARK_GROUP)
+            .then(|group| hand_out(store, group, stopped(), now))
+            .flat_map(futures_util::stream::iter)
+            .map(|(job, ready)| {
+                let (down, committer) = (&down, &committer);
+                async move {
+                    let place = match &ready {
+                        Ok(_) => Some(committer.place().await),
+                        Err(_) => None,
+                    };
+                    let result = match ready {
+                        // Its outcome could not be recorded: the row stays marked, for the
+                        // next run to send.
+                        Ok(_) if committer.failed() => Sent::NotAttempted,
+                        // Marked, but the server went away meanwhile: trying would only
+                        // repeat the failure (with backoff); the next run sends it.
+                        Ok(_) if down.load(Ordering::Relaxed) => Sent::Deferred(
+                            "not sent: the mail server became unreachable during this run".into(),
+                        ),
+                        Ok(message) => attempt(mailer, &job, &message).await,
+                        Err(not_sent) => not_sent,
+                    };
+                    if matches!(result, Sent::TransportDown(_)) {
+                        down.store(true, Ordering::Relaxed);
+                    }
+                    (job, result, place)
+                }
+            })
+            .buffer_unordered(concurrency);
+        let mut results = std::pin::pin!(results);
+        while let Some((job, result, place)) = results.next().await {
             progress.inc(1);
-            outcomes.extend(outcome(&job, result, summary));
+            if let Some(outcome) = outcome(&job, result, summary)
+                && !committer.queue(outcome, place).await
+            {
+                // The committer stopped on an error, which `finish` returns; what is in
+                // flight could not be recorded either.
+                break;
+            }
         }
-        store.record_outcomes(&outcomes, now)?;
-        outcomes.clear();
     }
-    Ok(())
+    committer.finish().await
+}
+
+/// Marks a group of rendered jobs 'sending' (one transaction) and hands them out: each
+/// comes back with its message to send, or with what became of it instead. A row is marked
+/// only when its message is to go to the transport: when the run is `stopping` nothing is
+/// marked and every row stays as it was, and a marked group is sent even if a shutdown
+/// arrives before its last message leaves. (If the server goes away meanwhile, the rest
+/// of the group is recorded deferred without a try; if the database fails, the run fails.)
+async fn hand_out<'c>(
+    store: &Arc<Store>,
+    group: Vec<(Job<'c>, std::result::Result<lettre::Message, String>)>,
+    stopping: bool,
+    now: DateTime<Utc>,
+) -> Vec<(Job<'c>, std::result::Result<lettre::Message, Sent>)> {
+    let ids: Vec<i64> = if stopping {
+        Vec::new()
+    } else {
+        group.iter().filter(|(_, m)| m.is_ok()).map(|(j, _)| j.delivery_id).collect()
+    };
+    let marked = if ids.is_empty() {
+        Ok(())
+    } else {
+        // Off the runtime's threads: the committer may hold the database for an fsync.
+        let store = Arc::clone(store);
+        joined(tokio::task::spawn_blocking(move || store.mark_sending(&ids, now)).await)
+            .map_err(|e| e.to_string())
+    };
+    group
+        .into_iter()
+        .map(|(job, message)| {
+            let ready = match message {
+                Err(e) => Err(Sent::Failed(e)),
+                // Rendered ahead but not handed over: left as it was for the next run.
+                Ok(_) if stopping => Err(Sent::NotAttempted),
+                Ok(message) => match &marked {
+                    Ok(()) => Ok(message),
+                    Err(e) => Err(Sent::Deferred(e.clone())),
+                },
+            };
+            (job, ready)
+        })
+        .collect()
+}
+
+/// Records send outcomes on a thread of its own, in order. Each commit takes everything
+/// queued by the time the previous one finished, without waiting for more: one outcome
+/// per commit when the server is slow, larger groups by themselves when it is fast.
+/// Commits are durable ([`Store::record_outcomes`]).
+///
+/// A message is handed to the transport only with a place in the committer's window, which
+/// it keeps until its outcome is committed: the window's size bounds how many messages a
+/// crash can leave sent but unrecorded.
+struct Committer {
+    queue: tokio::sync::mpsc::Sender<(Outcome, Option<OwnedSemaphorePermit>)>,
+    window: Arc<Semaphore>,
+    thread: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Committer {
+    fn start(store: Arc<Store>, now: DateTime<Utc>, window: usize) -> Committer {
+        // The outcomes of sent messages hold places, so the queue seldom fills; when it
+        // does the send loop waits for this thread, which never waits for the loop.
+        let (queue, mut queued) = tokio::sync::mpsc::channel(window.max(1));
+        let thread = tokio::task::spawn_blocking(move || {
+            let mut group = Vec::with_capacity(window);
+            let mut places = Vec::with_capacity(window);
+            while let Some(first) = queued.blocking_recv() {
+                for (outcome, place) in
+                    std::iter::once(first).chain(std::iter::from_fn(|| queued.try_recv().ok()))
+                {
+                    group.push(outcome);
+                    places.push(place);
+                }
+                // On an error the receiver is dropped with the rest, which the send loop sees.
+                store.record_outcomes(&group, now)?;
+                group.clear();
+                // Committed: their places are free for the next messages.
+                places.clear();
+            }
+            Ok(())
+        });
+        Committer { queue, window: Arc::new(Semaphore::new(window.max(1))), thread }
+    }
+
+    /// A place in the window, waited for while every place is taken.
+    async fn place(&self) -> OwnedSemaphorePermit {
+        Arc::clone(&self.window).acquire_owned().await.expect("the window is never closed")
+    }
+
+    /// Queues an outcome with the place its message held; false once the committer has
+    /// stopped on an error.
+    async fn queue(&self, outcome: Outcome, place: Option<OwnedSemaphorePermit>) -> bool {
+        self.queue.send((outcome, place)).await.is_ok()
+    }
+
+    /// Whether the committer stopped on an error.
+    fn failed(&self) -> bool {
+        self.queue.is_closed()
+    }
+
+    /// Waits until every queued outcome is committed; the commit's error, if one failed.
+    async fn finish(self) -> Result<()> {
+        drop(self.queue);
+        joined(self.thread.await)
+    }
+}
+
+/// What a blocking task returned. Its panic, a bug, goes on here; it cannot have been
+/// cancelled, as that happens only when the runtime shuts down, and this runs on it.
+fn joined<T>(result: std::result::Result<T, tokio::task::JoinError>) -> T {
+    result.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 fn outcome(job: &Job<'_>, result: Sent, summary: &mut RunSummary) -> Option<Outcome> {
@@ -646,24 +798,61 @@ fn outcome(job: &Job<'_>, result: Sent, summary: &mut RunSummary) -> Option<Outc
     }
 }
 
-/// The papers the jobs' items name: from the candidates, else (for retried rows whose
-/// papers left the window) from the store.
+/// Papers by id, each shared between the jobs that render it.
+type Papers = HashMap<PaperId, Arc<Paper>>;
+
+/// The run's candidates by id, made once and shared by every chunk.
+fn shelf(candidates: &Candidates) -> Papers {
+    let mut papers = Papers::with_capacity(candidates.daily.len().max(candidates.weekly.len()));
+    for p in candidates.daily.iter().chain(&candidates.weekly) {
+        papers.entry(p.id.clone()).or_insert_with(|| Arc::new(p.clone()));
+    }
+    papers
+}
+
+/// The papers the items name, for one chunk: the whole shelf when it holds them all (the
+/// usual case, no copy), else the shelf plus those loaded from the store (retried rows
+/// whose papers left the window).
+fn papers_on_shelf<'i>(
+    store: &Store,
+    shelf: &Arc<Papers>,
+    items: impl Iterator<Item = &'i Item>,
+) -> Result<Arc<Papers>> {
+    let missing: Vec<PaperId> = items
+        .map(|i| &i.id)
+        .filter(|id| !shelf.contains_key(*id))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return Ok(Arc::clone(shelf));
+    }
+    let mut papers = Papers::clone(shelf);
+    for p in store.papers(&missing)? {
+        papers.insert(p.id.clone(), Arc::new(p));
+    }
+    Ok(Arc::new(papers))
+}
+
+/// The papers the items name: from the candidates, else (for retried rows whose papers
+/// left the window) from the store.
 fn papers_for<'i>(
     store: &Store,
     candidates: &Candidates,
     items: impl Iterator<Item = &'i Item>,
-) -> Result<HashMap<PaperId, Paper>> {
+) -> Result<Papers> {
     let wanted: HashSet<&PaperId> = items.map(|i| &i.id).collect();
-    let mut papers: HashMap<PaperId, Paper> = candidates
+    let mut papers: Papers = candidates
         .daily
         .iter()
         .chain(&candidates.weekly)
         .filter(|p| wanted.contains(&p.id))
-        .map(|p| (p.id.clone(), p.clone()))
+        .map(|p| (p.id.clone(), Arc::new(p.clone())))
         .collect();
     let missing: Vec<PaperId> = wanted.into_iter().filter(|id| !papers.contains_key(*id)).cloned().collect();
     for p in store.papers(&missing)? {
-        papers.insert(p.id.clone(), p);
+        papers.insert(p.id.clone(), Arc::new(p));
     }
     Ok(papers)
 }
@@ -678,7 +867,7 @@ fn compose(
     edition: NaiveDate,
     message_id: &str,
     items: &[Item],
-    papers: &HashMap<PaperId, Paper>,
+    papers: &Papers,
     now: DateTime<Utc>,
 ) -> std::result::Result<lettre::Message, String> {
     let ranked = ranked_from_items(items, papers);
@@ -694,17 +883,8 @@ fn compose(
     mail::build(mail, &envelope, &rendered).map_err(|e| e.to_string())
 }
 
-/// Hands a built message to the transport, recording the attempt first.
-async fn deliver(
-    store: &Store,
-    mailer: &Mailer,
-    job: &Job<'_>,
-    message: &lettre::Message,
-    now: DateTime<Utc>,
-) -> Sent {
-    if let Err(e) = store.mark_sending(&[job.delivery_id], now) {
-        return Sent::Deferred(e.to_string());
-    }
+/// Hands a built message to the transport. Its row is already marked 'sending'.
+async fn attempt(mailer: &Mailer, job: &Job<'_>, message: &lettre::Message) -> Sent {
     match mailer.send(message, &job.subscriber.key).await {
         Ok(()) => Sent::Ok,
         Err(e @ Error::Transport { .. }) if e.is_transient() => Sent::TransportDown(e.to_string()),
@@ -713,20 +893,24 @@ async fn deliver(
     }
 }
 
-/// Composes and delivers one job, for the one-off sends (`resend`).
+/// Composes and delivers one job, recording the attempt first, for the one-off sends
+/// (`resend`).
 async fn send_one(
     cfg: &Config,
     store: &Store,
     renderer: &Renderer,
     mailer: &Mailer,
     job: &Job<'_>,
-    papers: &HashMap<PaperId, Paper>,
+    papers: &Papers,
     now: DateTime<Utc>,
 ) -> Sent {
     let composed =
         compose(&cfg.mail, renderer, job.subscriber, job.edition, &job.message_id, &job.items, papers, now);
     match composed {
-        Ok(message) => deliver(store, mailer, job, &message, now).await,
+        Ok(message) => match store.mark_sending(&[job.delivery_id], now) {
+            Ok(()) => attempt(mailer, job, &message).await,
+            Err(e) => Sent::Deferred(e.to_string()),
+        },
         Err(e) => Sent::Failed(e),
     }
 }
@@ -800,6 +984,97 @@ mod tests {
         let down = RunSummary { deferred: 3, transport_down: true, ..RunSummary::default() };
         assert_eq!(down.exit_code(), exit::TEMPFAIL);
         assert_eq!(down.status(), "failed");
+    }
+
+    fn planned(store: &Store, n: usize, now: DateTime<Utc>) -> Vec<i64> {
+        let rows: Vec<NewDelivery> = (0..n)
+            .map(|i| NewDelivery {
+                subscriber: format!("reader{i}@example.org"),
+                edition: now.date_naive(),
+                kind: Kind::Digest,
+                message_id: format!("<{i}@example.org>"),
+                items: vec![Item {
+                    id: PaperId(format!("2411.{i}")),
+                    score: 1.0,
+                    topic: None,
+                    matched: vec![],
+                }],
+            })
+            .collect();
+        store.insert_deliveries(&rows, now).unwrap().into_iter().map(Option::unwrap).collect()
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2024-11-27T07:00:00Z".parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn everything_queued_is_committed_by_the_time_the_committer_finishes() {
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        let ids = planned(&store, 200, now());
+        store.mark_sending(&ids, now()).unwrap();
+        let committer = Committer::start(Arc::clone(&store), now(), 8);
+        for (n, id) in ids.iter().enumerate() {
+            let outcome = if n % 10 == 0 {
+                Outcome::Deferred { id: *id, error: "451".into() }
+            } else {
+                Outcome::Sent { id: *id }
+            };
+            // Eight places: the ninth message waits until the first are committed.
+            let place = committer.place().await;
+            assert!(committer.queue(outcome, Some(place)).await);
+        }
+        committer.finish().await.unwrap();
+        let count = |sql: &str| store.conn().query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(count("SELECT COUNT(*) FROM deliveries WHERE status = 'sent'"), 180);
+        assert_eq!(count("SELECT COUNT(*) FROM deliveries WHERE status = 'deferred'"), 20);
+        assert_eq!(count("SELECT COUNT(*) FROM seen"), 180);
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_closes_the_queue_and_finish_returns_the_error() {
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        let ids = planned(&store, 2, now());
+        store
+            .conn()
+            .execute_batch(
+                "CREATE TRIGGER no_sent BEFORE UPDATE OF status ON deliveries WHEN NEW.status = 'sent'
+                 BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
+            )
+            .unwrap();
+        let committer = Committer::start(Arc::clone(&store), now(), 4);
+        assert!(committer.queue(Outcome::Sent { id: ids[0] }, None).await);
+        let waited = Instant::now();
+        while !committer.failed() {
+            assert!(waited.elapsed() < Duration::from_secs(10), "the committer did not stop");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(
+            !committer.queue(Outcome::Sent { id: ids[1] }, None).await,
+            "nothing is queued after a failure"
+        );
+        let err = committer.finish().await.unwrap_err();
+        assert!(err.to_string().contains("disk on fire"), "{err}");
+    }
+
+    #[test]
+    fn chunks_share_the_runs_papers_and_load_only_those_that_left_the_window() {
+        let store = Store::open_in_memory().unwrap();
+        let paper = |id: &str| Paper { id: PaperId(id.into()), title: id.into(), ..Paper::default() };
+        store.record_fetch(&[paper("2411.3")], &HashMap::new(), now()).unwrap();
+        let candidates =
+            Candidates { daily: vec![paper("2411.1"), paper("2411.2")], weekly: vec![paper("2411.1")] };
+        let shelf = Arc::new(shelf(&candidates));
+        assert_eq!(shelf.len(), 2);
+        let item = |id: &str| Item { id: PaperId(id.into()), score: 1.0, topic: None, matched: vec![] };
+
+        let usual = papers_on_shelf(&store, &shelf, [item("2411.2"), item("2411.1")].iter()).unwrap();
+        assert!(Arc::ptr_eq(&usual, &shelf), "no copy when the shelf has them all");
+
+        let retried = papers_on_shelf(&store, &shelf, [item("2411.1"), item("2411.3")].iter()).unwrap();
+        assert_eq!(retried.len(), 3);
+        assert!(Arc::ptr_eq(&retried[&PaperId("2411.1".into())], &shelf[&PaperId("2411.1".into())]));
+        assert_eq!(retried[&PaperId("2411.3".into())].title, "2411.3");
     }
 
     #[test]

@@ -19,8 +19,16 @@ use lettre::transport::smtp::extension::ClientId;
 use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
+
+/// A connection parked less than this long ago is used again without a NOOP first.
+/// Servers keep an idle session open for minutes (RFC 5321 §4.5.3.2.7 asks for five), so
+/// the probe almost never finds a dead one this young, while it costs a round trip per
+/// message. When a young one is dead after all (a server restart), its message fails with
+/// a transient error, is retried on another connection, and the other parked connections
+/// are probed before their next use.
+const PROBE_AFTER: Duration = Duration::from_secs(5);
 
 /// Where a failure happened: it decides whether the error is about the server or about
 /// one message.
@@ -52,11 +60,23 @@ pub(crate) struct SmtpPool {
     credentials: Option<Credentials>,
     timeout: Duration,
     /// Connections parked after a completed transaction, ready for the next MAIL FROM.
-    idle: Mutex<Vec<AsyncSmtpConnection>>,
+    idle: Mutex<Vec<Parked>>,
     /// One permit per open connection: bounds connections, not just idle ones.
     permits: Semaphore,
     limiter: Limiter,
     ever_connected: AtomicBool,
+}
+
+/// An idle connection and when it was parked.
+struct Parked {
+    conn: AsyncSmtpConnection,
+    /// `None` once another connection parked with it turned out dead: probe it first.
+    at: Option<Instant>,
+}
+
+/// Whether a connection parked `at` can carry a message at `now` without a NOOP first.
+fn trusted(at: Option<Instant>, now: Instant) -> bool {
+    at.is_some_and(|at| now.saturating_duration_since(at) < PROBE_AFTER)
 }
 
 impl fmt::Debug for SmtpPool {
@@ -115,26 +135,38 @@ impl SmtpPool {
             return Err(Failure { stage: Stage::Connect, transient: true, message: "mailer closed".into() });
         };
         self.limiter.wait().await;
-        let mut conn = self.checkout().await?;
+        let (mut conn, probed) = self.checkout().await?;
         match tokio::time::timeout(self.timeout, conn.send(envelope, email)).await {
             Ok(Ok(_)) => {
-                self.idle_list().push(conn);
+                self.idle_list().push(Parked { conn, at: Some(Instant::now()) });
                 Ok(())
             }
             // lettre has already sent QUIT and closed the connection after a negative reply.
-            Ok(Err(e)) => Err(self.message_failure(&e)),
+            Ok(Err(e)) => {
+                // No reply at all from a connection used without a probe: it was dead, and
+                // whatever killed it (a server restart) may have killed its neighbours.
+                if !probed && e.status().is_none() && !e.is_client() {
+                    self.distrust_parked();
+                }
+                Err(self.message_failure(&e))
+            }
             // Dropping `conn` closes it mid-transaction: the server discards the message,
             // or (if its final reply was merely late) keeps it; either way no reply can
             // reach a later message.
-            Err(_) => Err(Failure {
-                stage: Stage::Message,
-                transient: true,
-                message: format!(
-                    "no reply from {} within {} s (the message may or may not have been accepted)",
-                    self.endpoint(),
-                    self.timeout.as_secs_f64()
-                ),
-            }),
+            Err(_) => {
+                if !probed {
+                    self.distrust_parked();
+                }
+                Err(Failure {
+                    stage: Stage::Message,
+                    transient: true,
+                    message: format!(
+                        "no reply from {} within {} s (the message may or may not have been accepted)",
+                        self.endpoint(),
+                        self.timeout.as_secs_f64()
+                    ),
+                })
+            }
         }
     }
 
@@ -158,27 +190,38 @@ impl SmtpPool {
     /// Says goodbye (QUIT) on every idle connection.
     pub(crate) async fn close(&self) {
         let conns = std::mem::take(&mut *self.idle_list());
-        for mut conn in conns {
+        for Parked { mut conn, .. } in conns {
             let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
         }
     }
 
-    fn idle_list(&self) -> std::sync::MutexGuard<'_, Vec<AsyncSmtpConnection>> {
+    fn idle_list(&self) -> std::sync::MutexGuard<'_, Vec<Parked>> {
         // Connections are pushed and popped whole; a panic elsewhere cannot leave the
         // list half-updated, so a poisoned lock is still a good list.
         self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A parked connection that still answers NOOP, or a new one.
-    async fn checkout(&self) -> Result<AsyncSmtpConnection, Failure> {
+    /// A parked connection, or a new one; and whether it is known to be alive (new, or it
+    /// answered a NOOP). A connection parked within [`PROBE_AFTER`] is taken unprobed.
+    async fn checkout(&self) -> Result<(AsyncSmtpConnection, bool), Failure> {
         loop {
             let parked = self.idle_list().pop();
-            let Some(mut conn) = parked else { return self.connect().await };
+            let Some(mut parked) = parked else { return Ok((self.connect().await?, true)) };
+            if trusted(parked.at, Instant::now()) {
+                return Ok((parked.conn, false));
+            }
             // Servers close idle connections on their own schedule; find out now rather
             // than spending one of the message's attempts on it.
-            if matches!(tokio::time::timeout(self.timeout, conn.test_connected()).await, Ok(true)) {
-                return Ok(conn);
+            if matches!(tokio::time::timeout(self.timeout, parked.conn.test_connected()).await, Ok(true)) {
+                return Ok((parked.conn, true));
             }
+        }
+    }
+
+    /// Makes every parked connection answer a NOOP before its next message.
+    fn distrust_parked(&self) {
+        for parked in self.idle_list().iter_mut() {
+            parked.at = None;
         }
     }
 
@@ -309,5 +352,18 @@ impl SmtpPool {
             )
         };
         Failure { stage, transient, message }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_parked_moments_ago_is_trusted_an_older_or_distrusted_one_is_probed() {
+        let parked = Instant::now();
+        assert!(trusted(Some(parked), parked + Duration::from_millis(10)));
+        assert!(!trusted(Some(parked), parked + PROBE_AFTER));
+        assert!(!trusted(None, parked));
     }
 }

@@ -222,7 +222,10 @@ impl Store {
         Ok(ids)
     }
 
-    /// Marks deliveries as handed to the transport and counts the attempt.
+    /// Marks deliveries as handed to the transport and counts the attempt, all in one
+    /// transaction: the run marks each group of rendered messages just before handing them
+    /// out. Not durable on its own (synchronous = NORMAL): a row that loses its mark in a
+    /// power cut is still retried, as 'pending' and 'sending' rows both are.
     pub fn mark_sending(&self, ids: &[i64], now: DateTime<Utc>) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;

@@ -17,8 +17,10 @@ use std::sync::{Mutex, MutexGuard};
 /// Schema versions, applied in order; `PRAGMA user_version` records how far a database got.
 const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("migrations/0001_init.sql"))];
 
-/// The database. A mutex makes it shareable across the async tasks of a run; every
-/// method holds it only for its own statements.
+/// The database. A mutex makes it shareable across the async tasks of a run and the
+/// thread that commits its send outcomes (behind an `Arc`); every method holds it only for
+/// its own statements, which for a durable commit includes the fsync. Code on the async
+/// runtime that may wait behind such a commit calls it through `spawn_blocking`.
 #[derive(Debug)]
 pub struct Store {
     conn: Mutex<Connection>,

@@ -33,6 +33,7 @@ pub struct Faults {
     tempfail_data: usize,
     reject: Vec<String>,
     drop_after_data: usize,
+    close_after_reply: usize,
     delay: Duration,
     delay_first: Option<usize>,
     auth: Option<(String, String)>,
@@ -67,6 +68,13 @@ impl Faults {
     /// before replying. The message counts as received (it is in [`SmtpServer::messages`]).
     pub fn drop_after_data(mut self, n: usize) -> Self {
         self.drop_after_data = n;
+        self
+    }
+
+    /// For the first `n` messages, confirms the message (`250`), then closes the
+    /// connection at once, as a server restarting or ending idle sessions does.
+    pub fn close_after_reply(mut self, n: usize) -> Self {
+        self.close_after_reply = n;
         self
     }
 
@@ -150,6 +158,7 @@ struct Log {
     tempfail_rcpt_left: usize,
     tempfail_data_left: usize,
     drops_left: usize,
+    closes_left: usize,
     delays_left: Option<usize>,
 }
 
@@ -183,6 +192,7 @@ impl SmtpServer {
             tempfail_rcpt_left: faults.tempfail_rcpt,
             tempfail_data_left: faults.tempfail_data,
             drops_left: faults.drop_after_data,
+            closes_left: faults.close_after_reply,
             delays_left: faults.delay_first,
             ..Log::default()
         };
@@ -345,11 +355,14 @@ async fn session(stream: TcpStream, shared: &Shared, id: usize) -> std::io::Resu
                 match end_of_data(shared, received) {
                     AfterData::Drop => return Ok(()),
                     AfterData::Tempfail => reply(&mut w, "451 4.3.0 Try again later").await?,
-                    AfterData::Accept { delay } => {
+                    AfterData::Accept { delay, close } => {
                         if delay && !faults.delay.is_zero() {
                             tokio::time::sleep(faults.delay).await;
                         }
                         reply(&mut w, "250 2.0.0 OK queued").await?;
+                        if close {
+                            return Ok(());
+                        }
                     }
                 }
             }
@@ -386,8 +399,8 @@ enum AfterData {
     Drop,
     /// Reply 451 (the message was discarded).
     Tempfail,
-    /// Reply 250, after the configured delay if `delay`.
-    Accept { delay: bool },
+    /// Reply 250, after the configured delay if `delay`; then hang up if `close`.
+    Accept { delay: bool, close: bool },
 }
 
 /// Applies the fault budgets to a message whose final dot just arrived, recording it
@@ -402,8 +415,9 @@ fn end_of_data(shared: &Shared, received: Received) -> AfterData {
         return AfterData::Tempfail;
     }
     let delay = log.delays_left.as_mut().is_none_or(take_one);
+    let close = take_one(&mut log.closes_left);
     log.messages.push(received);
-    AfterData::Accept { delay }
+    AfterData::Accept { delay, close }
 }
 
 /// Decrements a fault budget; true when the fault should fire now.
