@@ -400,6 +400,15 @@ fn readers(n: usize) -> String {
 }
 
 /// Waits for a child to exit, killing it (and failing the test) after `timeout`.
+/// `n` readers, a mail server that takes `delay` per message, and the papers fetched.
+fn fetched_site_for_readers(n: usize, delay: Duration) -> (HttpServer, SmtpServer, Site) {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none().slow(delay));
+    let site = Site::with_subscribers(&http.url(), smtp.port(), "", &readers(n));
+    assert_eq!(code(&site.run(&["fetch"])), 0);
+    (http, smtp, site)
+}
+
 fn exit_within(mut child: std::process::Child, timeout: Duration) -> std::process::Output {
     let deadline = Instant::now() + timeout;
     while child.try_wait().unwrap().is_none() {
@@ -414,10 +423,7 @@ fn exit_within(mut child: std::process::Child, timeout: Duration) -> std::proces
 
 #[test]
 fn a_run_stopped_by_sigterm_records_every_message_that_went_out_and_leaves_the_rest_untouched() {
-    let http = hf_server();
-    let smtp = SmtpServer::start(Faults::none().slow(Duration::from_millis(50)));
-    let site = Site::with_subscribers(&http.url(), smtp.port(), "", &readers(200));
-    assert_eq!(code(&site.run(&["fetch"])), 0);
+    let (_http, smtp, site) = fetched_site_for_readers(200, Duration::from_millis(50));
     let child = site
         .cmd(&["run"], NOW)
         .stdout(std::process::Stdio::null())
@@ -460,10 +466,7 @@ fn a_run_stopped_by_sigterm_records_every_message_that_went_out_and_leaves_the_r
 
 #[test]
 fn a_commit_that_fails_fails_the_run_with_the_database_error_and_stops_sending() {
-    let http = hf_server();
-    let smtp = SmtpServer::start(Faults::none().slow(Duration::from_millis(20)));
-    let site = Site::with_subscribers(&http.url(), smtp.port(), "", &readers(200));
-    assert_eq!(code(&site.run(&["fetch"])), 0);
+    let (_http, smtp, site) = fetched_site_for_readers(200, Duration::from_millis(20));
     site.db()
         .execute_batch(
             "CREATE TRIGGER no_sent BEFORE UPDATE OF status ON deliveries WHEN NEW.status = 'sent'

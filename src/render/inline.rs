@@ -332,7 +332,13 @@ impl Tag<'_> {
     fn value(&self, attr: Option<(usize, usize)>) -> Option<&str> {
         let text = &self.html[attr?.0..attr?.1];
         let value = text.split_once('=')?.1.trim();
-        Some(value.trim_matches(|c| c == '"' || c == '\''))
+        // Only the enclosing quotes: a style may itself end in a quote (`'Segoe UI'`).
+        for quote in ['"', '\''] {
+            if let Some(inner) = value.strip_prefix(quote).and_then(|v| v.strip_suffix(quote)) {
+                return Some(inner);
+            }
+        }
+        Some(value)
     }
 
     /// What decides the styles css-inline gives this element.
@@ -509,6 +515,8 @@ mod tests {
         assert_eq!(tags, ["html", "head", "style", "title", "body", "p", "br", "td"]);
         let p = Tags::new(html).find(|t| t.name == "p").expect("a p");
         assert_eq!(p.value(p.class), Some("a b"));
+        let quoted = Tags::new("<p style=\"font-family:'Segoe UI'\">").next().expect("a p");
+        assert_eq!(quoted.value(quoted.style), Some("font-family:'Segoe UI'"));
         let td = Tags::new(html).find(|t| t.name == "td").expect("a td");
         assert_eq!(td.value(td.width), Some("5"));
     }
