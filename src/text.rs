@@ -244,7 +244,9 @@ fn tag(s: &str) -> Option<Tag> {
 
 /// Decodes one character reference at the start of `s`: the character and the bytes used.
 fn entity(s: &str) -> Option<(char, usize)> {
-    let end = s[..s.len().min(12)].find(';')?;
+    // The longest reference we decode (`&#x10FFFF;`) is 10 bytes: look no further, and
+    // never slice inside a multi-byte character that may follow a bare `&`.
+    let end = s.char_indices().take(12).find(|&(_, c)| c == ';').map(|(i, _)| i)?;
     let body = &s[1..end];
     let c = if let Some(num) = body.strip_prefix('#') {
         let n = match num.strip_prefix(['x', 'X']) {
@@ -518,6 +520,12 @@ mod tests {
         assert_eq!(strip_tags("H<sub>2</sub>O and x<sup>2</sup>, e<sup>iπ</sup>"), "H₂O and x², e^iπ");
         assert_eq!(clean(&strip_tags("<jats:p>JATS</jats:p> &#8211; &#x3b1; &bogus;")), "JATS – α &bogus;");
         assert_eq!(strip_tags("<a href=\"https://x.org\" title='t'>link</a>"), "link");
+    }
+
+    #[test]
+    fn an_ampersand_before_a_multi_byte_character_is_kept_as_text() {
+        assert_eq!(strip_tags("Q&A for LLMs—a survey"), "Q&A for LLMs—a survey");
+        assert_eq!(strip_tags("R&D—β&γ;&—"), "R&D—β&γ;&—");
     }
 
     #[test]
