@@ -15,7 +15,7 @@ pub fn to_unicode(s: &str) -> String {
     }
     let chars: Vec<char> = s.chars().collect();
     let dollars = classify_dollars(&chars);
-    let mut p = Parser { chars, dollars, pos: 0, math: false, quote_open: false };
+    let mut p = Parser { chars, dollars, pos: 0, math: false, quote_open: false, depth: 0 };
     let out = p.until_close();
     out.nfc().collect()
 }
@@ -82,7 +82,14 @@ struct Parser {
     math: bool,
     /// Whether a ``` `` ``` opened a quotation that `''` closes.
     quote_open: bool,
+    /// How many groups and commands enclose the current position: the parser recurses
+    /// into them, so nesting beyond [`MAX_DEPTH`] is copied as text instead.
+    depth: usize,
 }
+
+/// Real abstracts nest braces a handful of levels; 20,000 `{` in a row would overflow
+/// the stack. Past this depth the rest of the input is kept as written.
+const MAX_DEPTH: usize = 64;
 
 impl Parser {
     fn peek(&self) -> Option<char> {
@@ -95,6 +102,34 @@ impl Parser {
 
     /// Converts up to the `}` that closes the current group (consumed) or the end.
     fn until_close(&mut self) -> String {
+        if self.depth >= MAX_DEPTH {
+            return self.verbatim_group();
+        }
+        self.depth += 1;
+        let out = self.group_body();
+        self.depth -= 1;
+        out
+    }
+
+    /// The rest of the current group as written, up to its closing `}` (consumed), without
+    /// recursing however deep it nests.
+    fn verbatim_group(&mut self) -> String {
+        let mut out = String::new();
+        let mut open = 0usize;
+        while let Some(c) = self.peek() {
+            self.pos += 1;
+            match c {
+                '{' => open += 1,
+                '}' if open == 0 => return out,
+                '}' => open -= 1,
+                _ => {}
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    fn group_body(&mut self) -> String {
         let mut out = String::new();
         while let Some(c) = self.peek() {
             match c {
@@ -226,6 +261,16 @@ impl Parser {
     /// At a `\`: reads the command name and writes what it stands for.
     fn command(&mut self, out: &mut String) {
         self.pos += 1;
+        if self.depth >= MAX_DEPTH {
+            out.push('\\');
+            return;
+        }
+        self.depth += 1;
+        self.command_body(out);
+        self.depth -= 1;
+    }
+
+    fn command_body(&mut self, out: &mut String) {
         let Some(first) = self.peek() else {
             out.push('\\');
             return;
@@ -733,6 +778,19 @@ impl Font {
 #[cfg(test)]
 mod tests {
     use super::to_unicode;
+
+    #[test]
+    fn twenty_thousand_nested_braces_do_not_overflow_the_stack() {
+        let open = "{".repeat(20_000);
+        let input = format!("a {open}x{} b", "}".repeat(20_000));
+        let out = to_unicode(&input);
+        assert!(out.starts_with("a {") && out.contains('x') && out.ends_with("} b"), "{}", &out[..40]);
+        assert!(out.chars().count() <= input.chars().count());
+        let out = to_unicode(&format!("${}x$", "\\hat".repeat(20_000)));
+        assert!(out.chars().count() <= 100_003);
+        let out = to_unicode(&"\\frac{".repeat(20_000));
+        assert!(out.chars().count() <= 120_000);
+    }
 
     #[test]
     fn greek_letters_in_math_become_unicode() {
