@@ -122,19 +122,39 @@ pub enum Frequency {
     Weekly,
 }
 
+/// How far a source's text is trusted. The APIs (Hugging Face, arXiv) give clean titles,
+/// abstracts and author lists; a feed gives whatever its HTML held.
+pub fn source_rank(source: &str) -> u8 {
+    match source {
+        "huggingface" | "arxiv" => 2,
+        _ => 1,
+    }
+}
+
 impl Paper {
-    /// Folds what another source said about the same paper into this one: the highest
-    /// upvotes and comments, the longer abstract, every author list and category once,
-    /// links that were missing, and the union of sources.
+    /// The rank of the best source that reported this paper.
+    pub fn rank(&self) -> u8 {
+        self.sources.iter().map(|s| source_rank(s)).max().unwrap_or(0)
+    }
+
+    /// Folds what another report of the same paper says into this one.
+    ///
+    /// A second report from the very same source(s) (the paper listed twice, or fetched
+    /// again on a later run) replaces this one whole, so a record never mixes one report's
+    /// title with another's votes. Otherwise each text field (title, abstract, authors,
+    /// link) comes from the better-ranked source ([`source_rank`]: APIs over feeds), and a
+    /// field one source left empty is filled by the other; counts take the highest value,
+    /// the publication date the earliest, and keywords, categories and sources the union.
     pub fn merge(&mut self, other: Paper) {
         debug_assert_eq!(self.id, other.id);
-        if self.title.is_empty() {
-            self.title = other.title;
+        if !self.sources.is_empty() && self.sources == other.sources {
+            *self = other;
+            return;
         }
-        if other.summary.len() > self.summary.len() {
-            self.summary = other.summary;
-        }
-        if self.authors.is_empty() {
+        let better = other.rank() > self.rank();
+        take(&mut self.title, other.title, better);
+        take(&mut self.summary, other.summary, better);
+        if !other.authors.is_empty() && (better || self.authors.is_empty()) {
             self.authors = other.authors;
         }
         self.published = match (self.published, other.published) {
@@ -149,9 +169,18 @@ impl Paper {
         union(&mut self.keywords, other.keywords);
         union(&mut self.categories, other.categories);
         union(&mut self.sources, other.sources);
-        self.url = self.url.take().or(other.url);
+        if other.url.is_some() && (better || self.url.is_none()) {
+            self.url = other.url;
+        }
         self.code_url = self.code_url.take().or(other.code_url);
         self.project_url = self.project_url.take().or(other.project_url);
+    }
+}
+
+/// `from` replaces `into` when it is better ranked or `into` is empty; never by nothing.
+fn take(into: &mut String, from: String, better: bool) {
+    if !from.is_empty() && (better || into.is_empty()) {
+        *into = from;
     }
 }
 
@@ -178,8 +207,55 @@ mod tests {
             Paper { categories: vec!["cs.CL".into()], summary: "a longer abstract".into(), ..paper("arxiv") };
         hf.merge(arxiv);
         assert_eq!(hf.upvotes, 42);
-        assert_eq!(hf.summary, "a longer abstract");
+        assert_eq!(hf.summary, "short", "both APIs rank alike: the first report's abstract stays");
         assert_eq!(hf.categories, ["cs.CL"]);
         assert_eq!(hf.sources, ["huggingface", "arxiv"]);
+    }
+
+    #[test]
+    fn a_longer_feed_abstract_does_not_replace_the_api_one_in_either_order() {
+        let api = Paper {
+            title: "Clean title".into(),
+            summary: "The clean abstract.".into(),
+            authors: vec!["Wei Zhang".into()],
+            upvotes: 37,
+            ..paper("huggingface")
+        };
+        let feed = Paper {
+            title: "Clean title [with feed noise]".into(),
+            summary: "Authors: Wei Zhang Upvotes: 37 Summary: The clean abstract, and then some more.".into(),
+            authors: vec!["Wei Zhang and others".into()],
+            ..paper("hf-rss")
+        };
+        for (mut first, second) in [(api.clone(), feed.clone()), (feed, api)] {
+            first.merge(second);
+            assert_eq!(first.title, "Clean title");
+            assert_eq!(first.summary, "The clean abstract.");
+            assert_eq!(first.authors, ["Wei Zhang"]);
+            assert_eq!(first.upvotes, 37);
+        }
+    }
+
+    #[test]
+    fn a_feed_fills_what_the_api_left_empty() {
+        let mut api = paper("arxiv");
+        api.title = "T".into();
+        api.merge(Paper {
+            summary: "From the feed.".into(),
+            url: Some("https://b.org/p".into()),
+            ..paper("blog")
+        });
+        assert_eq!(api.summary, "From the feed.");
+        assert_eq!(api.url.as_deref(), Some("https://b.org/p"));
+    }
+
+    #[test]
+    fn two_reports_from_one_source_do_not_mix_title_and_votes() {
+        let mut a = Paper { title: "Title A".into(), upvotes: 3, ..paper("huggingface") };
+        a.merge(Paper { title: "Title B".into(), upvotes: 9, ..paper("huggingface") });
+        assert_eq!((a.title.as_str(), a.upvotes), ("Title B", 9));
+        let mut a = Paper { title: "Title A".into(), upvotes: 9, ..paper("huggingface") };
+        a.merge(Paper { title: "Title B".into(), upvotes: 3, ..paper("huggingface") });
+        assert_eq!((a.title.as_str(), a.upvotes), ("Title B", 3));
     }
 }
