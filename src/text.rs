@@ -27,83 +27,59 @@ pub fn clean(s: &str) -> String {
     out
 }
 
-/// HTML elements that abstracts from feeds and APIs carry (arXiv's Atom `<p>`, JATS and
-/// MathML from publishers). Only these are stripped, so `p<0.05` or `<100 samples` survive.
-const KNOWN_TAGS: &[&str] = &[
-    "a",
-    "abbr",
-    "annotation",
-    "b",
-    "big",
-    "blockquote",
-    "br",
-    "cite",
-    "code",
-    "dd",
-    "div",
-    "dl",
-    "dt",
-    "em",
-    "font",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "hr",
-    "i",
-    "img",
-    "li",
-    "math",
-    "mfrac",
-    "mi",
-    "mn",
-    "mo",
-    "mrow",
-    "msub",
-    "msubsup",
-    "msup",
-    "ol",
-    "p",
-    "pre",
-    "s",
-    "semantics",
-    "small",
-    "span",
-    "strong",
-    "sub",
-    "sup",
-    "table",
-    "tbody",
-    "td",
-    "th",
-    "thead",
-    "tr",
-    "tt",
-    "u",
-    "ul",
-];
+/// The most characters a title keeps; a longer one is cut at a word and ends with `…`.
+/// Real titles stay under 250; a 2 MB "title" would crowd every digest.
+pub const MAX_TITLE_CHARS: usize = 300;
+
+/// The most characters an abstract keeps. arXiv caps abstracts at 1,920 characters and
+/// journals rarely exceed 3,000; blog posts carry whole articles.
+pub const MAX_ABSTRACT_CHARS: usize = 5_000;
+
+/// A title as stored: [`clean`]ed and capped at [`MAX_TITLE_CHARS`].
+pub fn title(s: &str) -> String {
+    truncate_words(&clean(s), MAX_TITLE_CHARS)
+}
+
+/// An abstract as stored: [`clean`]ed and capped at [`MAX_ABSTRACT_CHARS`], at a
+/// sentence boundary when one is near the cap.
+pub fn abstract_text(s: &str) -> String {
+    let cleaned = clean(s);
+    if cleaned.chars().count() <= MAX_ABSTRACT_CHARS {
+        return cleaned;
+    }
+    first_sentences(&cleaned, usize::MAX, MAX_ABSTRACT_CHARS)
+}
+
+/// Elements whose content is not text a reader should see.
+const HIDDEN: &[&str] = &["script", "style", "template", "noscript", "iframe", "head", "title", "svg"];
 
 /// Elements after which words must not run together.
-const BLOCK_TAGS: &[&str] = &[
+const BLOCKS: &[&str] = &[
+    "address",
+    "article",
+    "aside",
     "blockquote",
     "br",
     "dd",
     "div",
     "dl",
     "dt",
+    "figcaption",
+    "figure",
+    "footer",
     "h1",
     "h2",
     "h3",
     "h4",
     "h5",
     "h6",
+    "header",
     "hr",
     "li",
     "ol",
     "p",
     "pre",
+    "section",
     "table",
     "td",
     "th",
@@ -111,180 +87,161 @@ const BLOCK_TAGS: &[&str] = &[
     "ul",
 ];
 
-/// Removes HTML tags and decodes character references, for abstracts that arrive as HTML.
+/// The text of an HTML fragment (a feed's description or content): tags, comments,
+/// `<meta>`, and the content of `<script>`, `<style>` and other hidden elements removed,
+/// character references decoded once, a line break at every block element.
+/// `<sup>2</sup>` becomes `²` where Unicode has the characters.
 ///
-/// `<sup>2</sup>` becomes `²` where Unicode has the characters. Anything that is not a
-/// well-formed tag of a known HTML element stays, because abstracts use `<` as "less than".
-/// The result may hold runs of spaces: pass it through [`clean`] afterwards.
-pub fn strip_tags(s: &str) -> String {
+/// Parsing is html5ever's (through `scraper`). One thing is decided before it: abstracts
+/// use `<` as "less than" (`p<0.05`, `a<b and c>d`), so a `<` that does not start a
+/// comment, a declaration or a tag whose attributes all have values is read as text.
+/// Pass the result through [`clean`] to collapse the whitespace.
+pub fn html_to_text(s: &str) -> String {
     if !s.contains(['<', '&']) {
         return s.to_string();
     }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(at) = rest.find(['<', '&']) {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        if rest.starts_with('&') {
-            if let Some((decoded, len)) = entity(rest) {
-                out.push(decoded);
-                rest = &rest[len..];
-            } else {
-                out.push('&');
-                rest = &rest[1..];
-            }
-            continue;
-        }
-        match tag(rest) {
-            Some(Tag { name, closing: false, len }) if name == "sup" || name == "sub" => {
-                let body = &rest[len..];
-                let end = format!("</{name}>");
-                let close = body.find(&end).or_else(|| body.find(&end.to_uppercase()));
-                match close.map(|c| (&body[..c], c)) {
-                    Some((inner, c)) if !inner.contains('<') => {
-                        let inner = strip_tags(inner);
-                        let mapped = if name == "sup" { superscript(&inner) } else { subscript(&inner) };
-                        out.push_str(
-                            &mapped.unwrap_or_else(|| {
-                                format!("{}{inner}", if name == "sup" { '^' } else { '_' })
-                            }),
-                        );
-                        rest = &body[c + end.len()..];
+    text_of(&scraper::Html::parse_fragment(&guard_less_than(s, false)))
+}
+
+/// [`html_to_text`] for text whose character references were already decoded (an API's
+/// abstract, a stored paper): tags go, but `&amp;` stays as written, so nothing is
+/// decoded twice.
+pub fn strip_tags(s: &str) -> String {
+    if !s.contains('<') {
+        return s.to_string();
+    }
+    text_of(&scraper::Html::parse_fragment(&guard_less_than(s, true)))
+}
+
+/// The visible text of a parsed fragment, walked without recursion (documents nest
+/// arbitrarily deep).
+fn text_of(doc: &scraper::Html) -> String {
+    use ego_tree::iter::Edge;
+    use scraper::Node;
+    let mut out = String::new();
+    let mut hidden = 0usize;
+    // Where each open <sup>/<sub> started in `out`.
+    let mut scripts: Vec<(bool, usize)> = Vec::new();
+    for edge in doc.tree.root().traverse() {
+        match edge {
+            Edge::Open(node) => match node.value() {
+                Node::Text(t) if hidden == 0 => out.push_str(t),
+                Node::Element(e) => {
+                    let name = e.name();
+                    if HIDDEN.contains(&name) {
+                        hidden += 1;
+                    } else if BLOCKS.contains(&name) {
+                        out.push('\n');
+                    } else if matches!(name, "sup" | "sub") {
+                        scripts.push((name == "sup", out.len()));
                     }
-                    _ => rest = body,
                 }
-            }
-            Some(t) => {
-                if BLOCK_TAGS.contains(&t.name.as_str()) {
-                    out.push(' ');
+                _ => {}
+            },
+            Edge::Close(node) => {
+                if let Node::Element(e) = node.value() {
+                    let name = e.name();
+                    if HIDDEN.contains(&name) {
+                        hidden = hidden.saturating_sub(1);
+                    } else if BLOCKS.contains(&name) {
+                        out.push('\n');
+                    } else if matches!(name, "sup" | "sub")
+                        && let Some((sup, start)) = scripts.pop()
+                    {
+                        let inner = out.split_off(start);
+                        let mapped = if sup { superscript(&inner) } else { subscript(&inner) };
+                        match mapped {
+                            Some(m) => out.push_str(&m),
+                            None => {
+                                out.push(if sup { '^' } else { '_' });
+                                out.push_str(&inner);
+                            }
+                        }
+                    }
                 }
-                rest = &rest[t.len..];
-            }
-            None => {
-                out.push('<');
-                rest = &rest[1..];
             }
         }
     }
-    out.push_str(rest);
     out
 }
 
-struct Tag {
-    name: String,
-    closing: bool,
-    len: usize,
+/// `s` with every `<` that would not open markup escaped as `&lt;` (and, for text that
+/// is already decoded, every `&` as `&amp;`), so the HTML parser keeps them as text.
+fn guard_less_than(s: &str, escape_ampersands: bool) -> String {
+    let mut out = String::with_capacity(s.len() + 16);
+    for (i, c) in s.char_indices() {
+        match c {
+            '<' if !opens_markup(&s[i..]) => out.push_str("&lt;"),
+            '&' if escape_ampersands => out.push_str("&amp;"),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
-/// Parses a tag at the start of `s` (which starts with `<`): a known element name, then
-/// nothing but `name=value` attributes up to `>`.
-fn tag(s: &str) -> Option<Tag> {
-    let b = s.as_bytes();
+/// Whether `s` (starting with `<`) starts a comment, a `<!…>`/`<?…>` declaration, or a
+/// tag: a name, then only `name=value` attributes, then `>` or `/>`. Valueless
+/// attributes are legal HTML but rare in feed markup, while "a<b and c>d" is common
+/// in abstracts.
+fn opens_markup(s: &str) -> bool {
+    // A tag longer than this is taken as text, so that many `<a x="` without a closing
+    // quote cost linear time, not quadratic.
+    const MAX_TAG_BYTES: usize = 8 * 1024;
+    let b = &s.as_bytes()[..s.len().min(MAX_TAG_BYTES)];
+    if matches!(b.get(1), Some(b'!' | b'?')) {
+        return true;
+    }
     let mut i = 1;
-    let closing = b.get(i) == Some(&b'/');
-    if closing {
+    if b.get(i) == Some(&b'/') {
         i += 1;
     }
-    let start = i;
-    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b':' || b[i] == b'-') {
-        i += 1;
+    if !b.get(i).is_some_and(u8::is_ascii_alphabetic) {
+        return false;
     }
-    let name = s[start..i].to_ascii_lowercase();
-    let local = name.rsplit(':').next().unwrap_or_default();
-    let namespaced = name.starts_with("jats:") || name.starts_with("mml:");
-    if !(KNOWN_TAGS.contains(&local) || namespaced && !local.is_empty()) {
-        return None;
+    while b.get(i).is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, b':' | b'-' | b'_')) {
+        i += 1;
     }
     loop {
         let before = i;
-        while i < b.len() && b[i].is_ascii_whitespace() {
+        while b.get(i).is_some_and(u8::is_ascii_whitespace) {
             i += 1;
         }
-        match b.get(i)? {
-            b'>' => return Some(Tag { name: local.to_string(), closing, len: i + 1 }),
-            b'/' if b.get(i + 1) == Some(&b'>') => {
-                return Some(Tag { name: local.to_string(), closing, len: i + 2 });
-            }
-            _ if i == before => return None, // attributes must be separated by space
+        match b.get(i) {
+            Some(b'>') => return true,
+            Some(b'/') if b.get(i + 1) == Some(&b'>') => return true,
+            None => return false,
+            _ if i == before => return false,
             _ => {}
         }
-        let attr = i;
-        while i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'-' | b'_' | b':' | b'.')) {
+        let name = i;
+        while b.get(i).is_some_and(|c| {
+            !c.is_ascii_whitespace() && !matches!(c, b'=' | b'>' | b'/' | b'<' | b'"' | b'\'')
+        }) {
             i += 1;
         }
-        if i == attr {
-            return None;
-        }
-        // Valueless attributes are legal HTML but rare in abstracts, while "a<b and c>d"
-        // is common: only `name=value` counts.
-        if b.get(i) != Some(&b'=') {
-            return None;
+        if i == name || b.get(i) != Some(&b'=') {
+            return false;
         }
         i += 1;
-        match b.get(i)? {
-            q @ (b'"' | b'\'') => {
-                let end = s[i + 1..].find(char::from(*q))?;
-                i += end + 2;
-            }
+        match b.get(i) {
+            Some(&q @ (b'"' | b'\'')) => match b[i + 1..].iter().position(|&c| c == q) {
+                Some(end) => i += end + 2,
+                None => return false,
+            },
             _ => {
-                let v = i;
-                while i < b.len()
-                    && !b[i].is_ascii_whitespace()
-                    && !matches!(b[i], b'>' | b'<' | b'"' | b'\'')
+                let value = i;
+                while b
+                    .get(i)
+                    .is_some_and(|c| !c.is_ascii_whitespace() && !matches!(c, b'>' | b'<' | b'"' | b'\''))
                 {
                     i += 1;
                 }
-                if i == v {
-                    return None;
+                if i == value {
+                    return false;
                 }
             }
         }
     }
-}
-
-/// Decodes one character reference at the start of `s`: the character and the bytes used.
-fn entity(s: &str) -> Option<(char, usize)> {
-    // The longest reference we decode (`&#x10FFFF;`) is 10 bytes: look no further, and
-    // never slice inside a multi-byte character that may follow a bare `&`.
-    let end = s.char_indices().take(12).find(|&(_, c)| c == ';').map(|(i, _)| i)?;
-    let body = &s[1..end];
-    let c = if let Some(num) = body.strip_prefix('#') {
-        let n = match num.strip_prefix(['x', 'X']) {
-            Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-            None => num.parse().ok()?,
-        };
-        char::from_u32(n).filter(|c| !c.is_control() || c.is_whitespace())?
-    } else {
-        match body {
-            "amp" => '&',
-            "lt" => '<',
-            "gt" => '>',
-            "quot" => '"',
-            "apos" => '\'',
-            "nbsp" => ' ',
-            "ndash" => '–',
-            "mdash" => '—',
-            "hellip" => '…',
-            "lsquo" => '‘',
-            "rsquo" => '’',
-            "ldquo" => '“',
-            "rdquo" => '”',
-            "times" => '×',
-            "middot" => '·',
-            "le" => '≤',
-            "ge" => '≥',
-            "alpha" => 'α',
-            "beta" => 'β',
-            "gamma" => 'γ',
-            "delta" => 'δ',
-            "lambda" => 'λ',
-            "mu" => 'μ',
-            "sigma" => 'σ',
-            "pi" => 'π',
-            _ => return None,
-        }
-    };
-    Some((c, end + 1))
 }
 
 /// `s` in Unicode superscript characters, or `None` when one of them has no such form.
@@ -514,18 +471,48 @@ mod tests {
     }
 
     #[test]
-    fn strip_tags_removes_html_but_keeps_less_than_signs() {
-        assert_eq!(clean(&strip_tags("<p>We show <i>x</i> &amp; y.</p><p>Next</p>")), "We show x & y. Next");
+    fn html_to_text_removes_markup_and_decodes_references_once() {
+        assert_eq!(
+            clean(&html_to_text("<p>We show <i>x</i> &amp; y.</p><p>Next</p>")),
+            "We show x & y. Next"
+        );
+        assert_eq!(clean(&html_to_text("<jats:p>JATS</jats:p> &#8211; &#x3b1; &bogus;")), "JATS – α &bogus;");
+        assert_eq!(html_to_text("<a href=\"https://x.org\" title='t'>link</a>"), "link");
+        assert_eq!(html_to_text("&amp;lt;b&amp;gt; is a tag"), "&lt;b&gt; is a tag");
+        assert_eq!(html_to_text("&lt;b&gt; is a tag"), "<b> is a tag");
+    }
+
+    #[test]
+    fn comments_meta_scripts_and_styles_are_not_text() {
+        let card = "<!-- twitter --> <meta name=\"twitter:card\" content=\"summary\"><!--kg-card-begin: markdown-->\
+            <style>.x{color:red}</style><script>var a = 1 < 2;</script><p>The post.</p><!--kg-card-end: markdown-->\
+            <custom-widget data-x=\"1\">Widget text</custom-widget>";
+        assert_eq!(clean(&html_to_text(card)), "The post. Widget text");
+    }
+
+    #[test]
+    fn strip_tags_keeps_less_than_signs_and_references_as_written() {
         assert_eq!(strip_tags("p<0.05 in <100 samples, a<b and c>d"), "p<0.05 in <100 samples, a<b and c>d");
         assert_eq!(strip_tags("H<sub>2</sub>O and x<sup>2</sup>, e<sup>iπ</sup>"), "H₂O and x², e^iπ");
-        assert_eq!(clean(&strip_tags("<jats:p>JATS</jats:p> &#8211; &#x3b1; &bogus;")), "JATS – α &bogus;");
-        assert_eq!(strip_tags("<a href=\"https://x.org\" title='t'>link</a>"), "link");
+        assert_eq!(clean(&strip_tags("<p>x &amp; y</p>")), "x &amp; y");
+        assert_eq!(strip_tags("1 <b>2</b> 3 < 4"), "1 2 3 < 4");
+    }
+
+    #[test]
+    fn titles_and_abstracts_are_capped_at_a_boundary() {
+        let huge = "word ".repeat(400_000);
+        let t = title(&huge);
+        assert!(t.chars().count() <= MAX_TITLE_CHARS && t.ends_with("word…"), "{t}");
+        let a = abstract_text(&"A sentence of words. ".repeat(1_000));
+        assert!(a.chars().count() <= MAX_ABSTRACT_CHARS && a.ends_with("words."), "{}", &a[a.len() - 30..]);
+        assert_eq!(title(" Short\n title "), "Short title");
     }
 
     #[test]
     fn an_ampersand_before_a_multi_byte_character_is_kept_as_text() {
         assert_eq!(strip_tags("Q&A for LLMs—a survey"), "Q&A for LLMs—a survey");
-        assert_eq!(strip_tags("R&D—β&γ;&—"), "R&D—β&γ;&—");
+        assert_eq!(html_to_text("Q&A for LLMs—a survey"), "Q&A for LLMs—a survey");
+        assert_eq!(html_to_text("R&D—β&γ;&—"), "R&D—β&γ;&—");
     }
 
     #[test]
