@@ -244,7 +244,7 @@ async fn retries_stop_after_max_attempts_and_the_error_names_url_and_status() {
     let err = hf(&server).fetch(&client(), &window()).await.unwrap_err();
 
     let (url, status, transient) = fetch_error(&err);
-    assert_eq!(url, format!("{}/api/daily_papers?date=2024-11-25", server.url()));
+    assert_eq!(url, format!("{}/api/daily_papers?date=2024-11-25&limit=50&p=0", server.url()));
     assert_eq!(status, Some(500));
     assert!(transient);
     assert!(err.to_string().contains("after 3 attempts"), "{err}");
@@ -406,7 +406,7 @@ async fn malformed_json_names_the_url_and_position() {
     ]);
     let err = hf(&server).fetch(&client(), &window()).await.unwrap_err();
     let Error::Parse { url, position, .. } = &err else { panic!("expected a parse error, got {err:?}") };
-    assert_eq!(url, &format!("{}/api/daily_papers?date=2024-11-25", server.url()));
+    assert_eq!(url, &format!("{}/api/daily_papers?date=2024-11-25&limit=50&p=0", server.url()));
     assert_eq!(position.as_deref(), Some("line 2, column 20"));
     assert!(err.to_string().contains(url.as_str()));
 }

@@ -7,7 +7,7 @@ use super::{Window, ids, parse_error_xml, utf8};
 use crate::config::ArxivSettings;
 use crate::error::{Error, Result};
 use crate::model::Paper;
-use crate::text::clean;
+use crate::text::{self, clean};
 use chrono::{DateTime, Utc};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
@@ -253,8 +253,8 @@ pub fn parse_page(url: &str, body: &[u8]) -> Result<Page> {
                         }
                     }
                     ("entry", "id", Some(e)) => e.id = value.trim().to_string(),
-                    ("entry", "title", Some(e)) => e.title = clean(&value),
-                    ("entry", "summary", Some(e)) => e.summary = clean(&value),
+                    ("entry", "title", Some(e)) => e.title = text::title(&value),
+                    ("entry", "summary", Some(e)) => e.summary = text::abstract_text(&value),
                     ("entry", "published", Some(e)) => e.published = timestamp(&value),
                     ("author", "name", Some(e)) => {
                         let name = clean(&value);

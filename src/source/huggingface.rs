@@ -1,12 +1,13 @@
-//! Hugging Face Daily Papers: `GET {base_url}/api/daily_papers?date=YYYY-MM-DD` for each
-//! day of the window. The trending signal (upvotes, comments) comes from here.
+//! Hugging Face Daily Papers: `GET {base_url}/api/daily_papers?date=YYYY-MM-DD&limit=50&p=N`
+//! for each day of the window, page by page. The trending signal (upvotes, comments)
+//! comes from here.
 
 use super::http::{Fetched, HttpClient};
 use super::{Window, ids, parse_error_json};
 use crate::config::HuggingFaceSettings;
 use crate::error::{Error, Result};
 use crate::model::Paper;
-use crate::text::clean;
+use crate::text::{self, clean};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
@@ -27,25 +28,64 @@ impl HuggingFace {
         NAME
     }
 
-    /// The listing URL of one day.
-    pub fn day_url(&self, day: NaiveDate) -> String {
-        format!("{}/api/daily_papers?date={}", self.base_url, day.format("%Y-%m-%d"))
+    /// The listing URL of one page of one day.
+    pub fn day_url(&self, day: NaiveDate, page: usize) -> String {
+        format!(
+            "{}/api/daily_papers?date={}&limit={PAGE_SIZE}&p={page}",
+            self.base_url,
+            day.format("%Y-%m-%d")
+        )
     }
 
-    /// Every listed paper of every day in the window. A day answered 304 adds nothing:
-    /// its papers were stored when it was last fetched.
+    /// Every listed paper of every day in the window. A day is read page by page until a
+    /// page is shorter than [`PAGE_SIZE`], empty, or brings no paper not seen on earlier
+    /// pages (a server that ignores `p`), up to [`MAX_PAGES`]. A first page answered 304
+    /// adds nothing: the day's papers were stored when it was last fetched.
     pub async fn fetch(&self, client: &HttpClient, window: &Window) -> Result<Vec<Paper>> {
         let mut papers = Vec::new();
         for day in &window.days {
-            let url = self.day_url(*day);
-            match client.get(&url).await? {
-                Fetched::Body(body) => papers.extend(parse(&url, &body)?),
-                Fetched::NotModified => tracing::info!(url, "Hugging Face listing unchanged since last run"),
+            let mut seen = std::collections::HashSet::new();
+            for page in 0..MAX_PAGES {
+                let url = self.day_url(*day, page);
+                // Later pages shift as papers are added to the day: always fetched whole.
+                let body = if page == 0 {
+                    match client.get(&url).await? {
+                        Fetched::Body(body) => body,
+                        Fetched::NotModified => {
+                            tracing::info!(url, "Hugging Face listing unchanged since last run");
+                            break;
+                        }
+                    }
+                } else {
+                    client.get_unconditional(&url).await?
+                };
+                let listing = parse_listing(&url, &body)?;
+                let fresh =
+                    listing.papers.into_iter().filter(|p| seen.insert(p.id.clone())).collect::<Vec<_>>();
+                let more = listing.items >= PAGE_SIZE && !fresh.is_empty();
+                papers.extend(fresh);
+                if !more {
+                    break;
+                }
+                if page + 1 == MAX_PAGES {
+                    tracing::warn!(
+                        url,
+                        pages = MAX_PAGES,
+                        "Hugging Face listing has more pages than read; the rest is left out"
+                    );
+                }
             }
         }
         Ok(papers)
     }
 }
+
+/// Papers asked for per page. The API pages with `limit` and `p`; a page shorter than
+/// this is the day's last.
+pub const PAGE_SIZE: usize = 50;
+
+/// Pages read per day at most: 1,000 papers, far above the busiest day so far.
+pub const MAX_PAGES: usize = 20;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -56,6 +96,8 @@ struct Item {
     published_at: Option<String>,
     #[serde(rename = "numComments")]
     num_comments: Option<f64>,
+    #[serde(rename = "withdrawnAt")]
+    withdrawn_at: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +116,8 @@ struct RawPaper {
     github_repo: Option<String>,
     #[serde(rename = "projectPage")]
     project_page: Option<String>,
+    #[serde(rename = "withdrawnAt")]
+    withdrawn_at: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,10 +126,20 @@ struct RawAuthor {
     name: Option<String>,
 }
 
+/// One page of a Daily Papers answer: its papers and how many items it listed.
+struct Listing {
+    items: usize,
+    papers: Vec<Paper>,
+}
+
 /// The papers of one Daily Papers answer. Malformed JSON is an error naming `url`, line
 /// and column; a well-formed item of an unexpected shape is skipped with a warning so one
-/// odd entry does not hide the day.
+/// odd entry does not hide the day. Withdrawn papers (`withdrawnAt` set) are left out.
 pub fn parse(url: &str, body: &[u8]) -> Result<Vec<Paper>> {
+    parse_listing(url, body).map(|l| l.papers)
+}
+
+fn parse_listing(url: &str, body: &[u8]) -> Result<Listing> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| parse_error_json(url, &e))?;
     let serde_json::Value::Array(items) = value else {
         return Err(Error::Parse {
@@ -94,9 +148,13 @@ pub fn parse(url: &str, body: &[u8]) -> Result<Vec<Paper>> {
             message: "expected a JSON array of daily papers".into(),
         });
     };
-    let mut papers = Vec::with_capacity(items.len());
+    let count = items.len();
+    let mut papers = Vec::with_capacity(count);
     for (index, item) in items.into_iter().enumerate() {
         match serde_json::from_value::<Item>(item) {
+            Ok(item) if withdrawn(&item) => {
+                tracing::info!(url, index, "left out a withdrawn paper");
+            }
             Ok(item) => {
                 if let Some(paper) = to_paper(item) {
                     papers.push(paper);
@@ -107,13 +165,18 @@ pub fn parse(url: &str, body: &[u8]) -> Result<Vec<Paper>> {
             Err(e) => tracing::warn!(url, index, "skipped a daily paper of unexpected shape: {e}"),
         }
     }
-    Ok(papers)
+    Ok(Listing { items: count, papers })
+}
+
+fn withdrawn(item: &Item) -> bool {
+    let set = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.trim().is_empty());
+    set(&item.withdrawn_at) || item.paper.as_ref().is_some_and(|p| set(&p.withdrawn_at))
 }
 
 fn to_paper(item: Item) -> Option<Paper> {
     let raw = item.paper?;
     let raw_id = raw.id.as_deref().map(str::trim).filter(|s| !s.is_empty())?;
-    let title = clean(raw.title.as_deref().or(item.title.as_deref()).unwrap_or_default());
+    let title = text::title(raw.title.as_deref().or(item.title.as_deref()).unwrap_or_default());
     if title.is_empty() {
         return None;
     }
@@ -127,7 +190,7 @@ fn to_paper(item: Item) -> Option<Paper> {
     Some(Paper {
         id,
         title,
-        summary: clean(raw.summary.as_deref().unwrap_or_default()),
+        summary: text::abstract_text(raw.summary.as_deref().unwrap_or_default()),
         authors: raw
             .authors
             .unwrap_or_default()
@@ -137,7 +200,7 @@ fn to_paper(item: Item) -> Option<Paper> {
         published,
         upvotes: count(raw.upvotes),
         comments: count(item.num_comments),
-        ai_summary: raw.ai_summary.map(|s| clean(&s)).filter(|s| !s.is_empty()),
+        ai_summary: raw.ai_summary.map(|s| text::abstract_text(&s)).filter(|s| !s.is_empty()),
         keywords: raw
             .ai_keywords
             .unwrap_or_default()
@@ -194,6 +257,15 @@ mod tests {
         let err = parse("http://h/api?date=2024-11-25", b"[\n {\"paper\": }").unwrap_err().to_string();
         assert!(err.contains("http://h/api?date=2024-11-25"), "{err}");
         assert!(err.contains("line 2, column 12"), "{err}");
+    }
+
+    #[test]
+    fn withdrawn_papers_are_left_out() {
+        let body = br#"[{"paper": {"id": "2411.16500", "title": "Kept", "withdrawnAt": null}},
+            {"paper": {"id": "2411.16501", "title": "Gone", "withdrawnAt": "2026-04-20T08:00:00.000Z"}}]"#;
+        let papers = parse("http://h/api", body).unwrap();
+        let ids: Vec<&str> = papers.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["2411.16500"]);
     }
 
     #[test]
