@@ -40,6 +40,39 @@ pub fn find_arxiv(text: &str) -> Option<String> {
     None
 }
 
+/// The arXiv id a link names as its own page: an arxiv.org abs/pdf/html URL, or the
+/// page of that paper on a known aggregator (`tldr.takara.ai/p/ID`,
+/// `huggingface.co/papers/ID`, `alphaxiv.org/abs/ID`, `paperswithcode.com/paper/ID`).
+/// Any other link, and any other path on those hosts, names no paper.
+pub fn arxiv_from_link(link: &str) -> Option<String> {
+    let url = Url::parse(link.trim()).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    let host = url.host_str()?.to_ascii_lowercase();
+    let host = host.strip_prefix("www.").unwrap_or(&host);
+    let segments: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
+    let section: &[&str] = match host {
+        "arxiv.org" | "export.arxiv.org" => &["abs", "pdf", "html"],
+        "tldr.takara.ai" => &["p"],
+        "huggingface.co" | "hf.co" => &["papers"],
+        "alphaxiv.org" => &["abs", "overview", "pdf"],
+        "paperswithcode.com" => &["paper", "arxiv"],
+        _ => return None,
+    };
+    let (first, id) = match segments.as_slice() {
+        [first, id] => (*first, (*id).to_string()),
+        // Old-style ids have a slash of their own: /abs/hep-th/9901001.
+        [first, archive, number] => (*first, format!("{archive}/{number}")),
+        _ => return None,
+    };
+    if !section.contains(&first) {
+        return None;
+    }
+    let id = strip_suffix_ci(&id, ".pdf").unwrap_or(&id);
+    normalize_arxiv(id)
+}
+
 /// The lowercased bare DOI (`10.1038/s41586-024-0001-x`) of a DOI, `doi:` string or
 /// doi.org URL, or `None`.
 pub fn normalize_doi(s: &str) -> Option<String> {
@@ -272,6 +305,33 @@ mod tests {
         );
         assert_eq!(find_arxiv("oai:arXiv.org:hep-th/9901001v1").as_deref(), Some("hep-th/9901001"));
         assert_eq!(find_arxiv("we improve by 2411.16500 percent"), None);
+    }
+
+    #[test]
+    fn aggregator_pages_name_their_paper_and_other_links_do_not() {
+        for link in [
+            "https://arxiv.org/abs/2411.16500v2",
+            "https://tldr.takara.ai/p/2411.16500",
+            "https://huggingface.co/papers/2411.16500",
+            "https://www.alphaxiv.org/abs/2411.16500v1",
+            "https://www.alphaxiv.org/overview/2411.16500",
+            "https://paperswithcode.com/paper/2411.16500",
+        ] {
+            assert_eq!(arxiv_from_link(link).as_deref(), Some("2411.16500"), "{link}");
+        }
+        assert_eq!(
+            arxiv_from_link("https://arxiv.org/abs/hep-th/9901001").as_deref(),
+            Some("hep-th/9901001")
+        );
+        for link in [
+            "https://bair.berkeley.edu/blog/2026/04/12/world-models/?ref=arxiv.org/abs/1312.6199",
+            "https://huggingface.co/datasets/2411.16500",
+            "https://tldr.takara.ai/",
+            "https://example.org/p/2411.16500",
+            "https://huggingface.co/papers/2411.16500/discussion",
+        ] {
+            assert_eq!(arxiv_from_link(link), None, "{link}");
+        }
     }
 
     #[test]
