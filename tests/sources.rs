@@ -585,3 +585,182 @@ proptest! {
         prop_assert_eq!(ids::normalize_arxiv(&id), Some(id.clone()));
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Real-shaped fixtures (tests/fixtures/real, written by make_real_fixtures.py)
+
+const REAL_DAY: &str = "2026-04-29";
+
+fn real(name: &str) -> Vec<u8> {
+    fixture(&format!("tests/fixtures/real/{name}"))
+}
+
+fn real_window() -> Window {
+    Window {
+        days: vec![NaiveDate::parse_from_str(REAL_DAY, "%Y-%m-%d").unwrap()],
+        since: at("2026-04-26T00:00:00Z"),
+        now: at("2026-04-29T07:00:00Z"),
+    }
+}
+
+/// `/api/daily_papers` as the real API pages it: `limit` items (at most 50) from page `p`.
+fn paged_hf_route() -> Route {
+    let day: Vec<serde_json::Value> = serde_json::from_slice(&real("hf-2026-04-29.json")).unwrap();
+    Route::get("/api/daily_papers").with(move |req| {
+        if req.param("date").as_deref() != Some(REAL_DAY) {
+            return Reply::ok("[]");
+        }
+        let limit = req.param("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(50).min(50);
+        let page = req.param("p").and_then(|p| p.parse::<usize>().ok()).unwrap_or(0);
+        let items: Vec<&serde_json::Value> = day.iter().skip(page * limit).take(limit).collect();
+        Reply::ok(serde_json::to_vec(&items).unwrap())
+    })
+}
+
+fn find<'a>(papers: &'a [Paper], id: &str) -> &'a Paper {
+    papers.iter().find(|p| p.id.as_str() == id).unwrap_or_else(|| panic!("no paper {id}"))
+}
+
+#[tokio::test]
+async fn a_long_hugging_face_day_is_read_page_by_page() {
+    let server = HttpServer::start(vec![paged_hf_route()]);
+    let papers = hf(&server).fetch(&client(), &real_window()).await.unwrap();
+
+    let pages: Vec<String> = server.requests().iter().filter_map(|r| r.param("p")).collect();
+    assert_eq!(pages, ["0", "1", "2"], "121 entries at 50 a page");
+    assert!(server.requests().iter().all(|r| r.param("limit").as_deref() == Some("50")));
+    let merged = merge_all(papers);
+    assert_eq!(merged.len(), 119, "121 entries, one withdrawn, one listed twice");
+    assert!(merged.iter().any(|p| p.id.as_str() == "2604.26819"), "the last page is read");
+}
+
+#[test]
+fn withdrawn_hugging_face_papers_are_left_out() {
+    let papers = huggingface::parse("http://h/api", &real("hf-2026-04-29.json")).unwrap();
+    assert!(!papers.iter().any(|p| p.id.as_str() == "2604.26705"));
+    assert_eq!(papers.len(), 120);
+}
+
+#[test]
+fn a_paper_listed_twice_keeps_one_consistent_record() {
+    let papers = huggingface::parse("http://h/api", &real("hf-2026-04-29.json")).unwrap();
+    let merged = merge_all(papers);
+    let p = find(&merged, "2604.26707");
+    assert_eq!(
+        (p.title.as_str(), p.upvotes),
+        ("LightSeq: Sequence Level Parallelism for Distributed Training of Long Context Transformers", 31),
+        "title and votes of the same listing"
+    );
+}
+
+#[test]
+fn the_2026_hugging_face_layout_is_read_whole() {
+    let papers = huggingface::parse("http://h/api", &real("hf-2026-04-29.json")).unwrap();
+    let p = find(&papers, "2604.26703");
+    assert_eq!(p.title, "Q&A for LLMs—a survey");
+    let p = find(&papers, "2604.26702");
+    assert_eq!(p.authors, ["Hiroshi Sato", "Yuki Tanaka", "Amélie Dubois"]);
+    assert!(!p.keywords.is_empty() && p.ai_summary.is_some());
+    assert_eq!(p.url.as_deref(), Some("https://huggingface.co/papers/2604.26702"));
+}
+
+#[test]
+fn an_arxiv_rss_day_keeps_new_and_cross_lists_and_splits_authors() {
+    let papers = feed::parse("arxiv-cs.LG", "http://h/rss/cs.LG", &real("arxiv-cs.LG.rss")).unwrap();
+    let ids: Vec<&str> = papers.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "2604.26700",
+            "2604.26701",
+            "2604.26702",
+            "2604.26703",
+            "2604.26704",
+            "2604.26705",
+            "2604.26706",
+            "2604.26708"
+        ],
+        "replace and replace-cross announcements are skipped"
+    );
+    assert_eq!(find(&papers, "2604.26700").authors, ["Wei Zhang", "Priya Natarajan", "Arvind"]);
+    assert_eq!(find(&papers, "2604.26701").authors, ["Deepti"]);
+    assert_eq!(find(&papers, "2604.26702").authors, ["Chen Li", "Sofia Rossi"]);
+    assert_eq!(find(&papers, "2604.26703").title, "Q&A for LLMs—a survey");
+    for p in &papers {
+        assert!(p.summary.starts_with(char::is_uppercase), "{}: {}", p.id, &p.summary[..40]);
+        assert!(!p.summary.contains("Announce Type") && !p.summary.contains("arXiv:2604"), "{}", p.id);
+        assert!(!p.categories.is_empty());
+    }
+    assert_eq!(find(&papers, "2604.26706").categories, ["cs.CV", "cs.LG"]);
+}
+
+#[test]
+fn an_rss_1_journal_feed_is_keyed_by_its_dc_identifier_doi() {
+    let papers = feed::parse("biorxiv", "http://h/biorxiv.rdf", &real("biorxiv.rdf")).unwrap();
+    let ids: Vec<&str> = papers.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "doi:10.1101/2026.04.24.650101",
+            "doi:10.1101/2026.04.25.650202",
+            "doi:10.1101/2026.04.26.650303",
+            "doi:10.1101/2023.12.16.571984"
+        ]
+    );
+    assert_eq!(papers[0].authors, ["C. Li", "S. Rossi"]);
+    assert_eq!(papers[3].authors, ["T. Novák", "M.J. García", "J.R. Smith", "C. Li", "S. Rossi"]);
+    assert!(papers[0].url.as_deref().is_some_and(|u| u.starts_with("http://biorxiv.org/cgi/content/short/")));
+    assert!(papers.iter().all(|p| p.published.is_some() && !p.summary.is_empty()));
+}
+
+#[test]
+fn blog_posts_are_keyed_by_their_own_url_not_the_papers_they_cite() {
+    let papers = feed::parse("blog", "http://h/blog.rss", &real("blog.rss")).unwrap();
+    let ids: Vec<&str> = papers.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "url:https://bair.berkeley.edu/blog/2026/04/28/world-models",
+            "url:https://thegradient.pub/notes-on-a-paper",
+            "url:https://vectorinstitute.ai/reading-group-2026-04",
+        ]
+    );
+    for p in &papers {
+        for noise in ["twitter", "<meta", "kg-card", "window.ghost", "margin:", "<!--", "&lt;", "&amp;"] {
+            assert!(!p.summary.contains(noise), "{noise:?} in {}: {}", p.id, p.summary);
+        }
+        assert!(p.categories.is_empty());
+    }
+    assert!(papers[0].summary.starts_with("As deep neural networks become adopted"), "{}", papers[0].summary);
+    assert!(papers[0].summary.contains("Szegedy et al., arXiv:1312.6199"), "a citation stays text");
+    assert!(papers[1].summary.starts_with("The advent of instruction-tuned"), "{}", papers[1].summary);
+}
+
+#[test]
+fn aggregator_links_carry_the_arxiv_id_and_wrapper_lines_go() {
+    let papers = feed::parse("daily", "http://h/aggregator.rss", &real("aggregator.rss")).unwrap();
+    let ids: Vec<&str> = papers.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["2604.26779", "2604.26702", "2604.26710", "2604.26711"]);
+    for p in &papers {
+        for label in ["Authors:", "Upvotes:", "Summary:"] {
+            assert!(!p.summary.contains(label), "{label} in {}: {}", p.id, p.summary);
+        }
+    }
+    assert_eq!(
+        papers[0].authors,
+        ["Tomás Novák", "María José García", "J. R. Smith", "Chen Li", "Sofia Rossi"]
+    );
+    assert!(papers[0].summary.starts_with("Activation sparsity denotes"), "{}", papers[0].summary);
+}
+
+#[test]
+fn the_api_abstract_wins_over_an_aggregators_longer_text() {
+    let mut all = huggingface::parse("http://h/api", &real("hf-2026-04-29.json")).unwrap();
+    all.extend(feed::parse("daily", "http://h/aggregator.rss", &real("aggregator.rss")).unwrap());
+    let merged = merge_all(all);
+    let p = find(&merged, "2604.26702");
+    assert!(p.summary.starts_with("Spiking Neural Networks (SNNs) are promising"), "{}", p.summary);
+    assert!(!p.summary.contains("Cited works include"), "the aggregator's text lost: {}", p.summary);
+    assert_eq!(p.sources, ["huggingface", "daily"]);
+    assert_eq!(p.url.as_deref(), Some("https://huggingface.co/papers/2604.26702"));
+}

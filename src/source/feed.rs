@@ -410,17 +410,17 @@ fn split_authors(field: &str, arxiv_listing: bool) -> Vec<String> {
             after_surname = false;
             continue;
         }
-        after_surname = !arxiv_listing && single_word(part);
+        after_surname = !arxiv_listing;
         names.push(part.to_string());
     }
     names
 }
 
-/// `J.`, `A. B.`, `J.-P.`, `AB`: what a "Last, F." list puts after a surname.
+/// `J.`, `A. B.`, `M.J.`, `J.-P.`, `AB`: what a "Last, F." list puts after a surname.
 fn is_initials(s: &str) -> bool {
     s.split([' ', '-']).filter(|w| !w.is_empty()).all(|w| {
-        let letters = w.trim_end_matches('.');
-        !letters.is_empty() && letters.chars().count() <= 2 && letters.chars().all(char::is_uppercase)
+        let letters = w.chars().filter(|c| *c != '.').count();
+        (1..=4).contains(&letters) && w.chars().all(|c| c == '.' || c.is_uppercase())
     })
 }
 
@@ -483,6 +483,10 @@ mod tests {
             ["J. Smith", "A. B. Doe", "J.-P. Martin-Lopez"]
         );
         assert_eq!(split_authors("Smith, John", false), ["John Smith"]);
+        assert_eq!(
+            split_authors(" García, M.J., van der Berg, J. ", false),
+            ["M.J. García", "J. van der Berg"]
+        );
         assert_eq!(split_authors("Ada Byron", false), ["Ada Byron"]);
     }
 

@@ -60,10 +60,10 @@ impl HuggingFace {
                     client.get_unconditional(&url).await?
                 };
                 let listing = parse_listing(&url, &body)?;
-                let fresh =
-                    listing.papers.into_iter().filter(|p| seen.insert(p.id.clone())).collect::<Vec<_>>();
-                let more = listing.items >= PAGE_SIZE && !fresh.is_empty();
-                papers.extend(fresh);
+                let new_ids = listing.papers.iter().filter(|p| seen.insert(p.id.clone())).count();
+                let more = listing.items >= PAGE_SIZE && new_ids > 0;
+                // A paper listed twice stays twice here: the merge keeps one report whole.
+                papers.extend(listing.papers);
                 if !more {
                     break;
                 }
