@@ -97,16 +97,44 @@ const BLOCKS: &[&str] = &[
 /// comment, a declaration or a tag whose attributes all have values is read as text.
 /// Pass the result through [`clean`] to collapse the whitespace.
 pub fn html_to_text(s: &str) -> String {
+    let s = head(s, MAX_HTML_BYTES);
     if !s.contains(['<', '&']) {
         return s.to_string();
     }
     text_of(&scraper::Html::parse_fragment(&guard_less_than(s, false)))
 }
 
+/// The most HTML read of one description. Its first 64 KB hold far more text than an
+/// abstract keeps ([`MAX_ABSTRACT_CHARS`]), and HTML tree building slows down with
+/// nesting depth (each new element looks through the open ones), so a 20 MB body of
+/// nested `<div>`s must not reach the parser whole.
+pub const MAX_HTML_BYTES: usize = 64 * 1024;
+
+/// The most HTML read of one title: far more than [`MAX_TITLE_CHARS`] of text.
+const MAX_TITLE_HTML_BYTES: usize = 4 * 1024;
+
+/// A title that arrives as HTML (feeds): [`html_to_text`] of its first 4 KB, then [`title`].
+pub fn html_title(s: &str) -> String {
+    title(&html_to_text(head(s, MAX_TITLE_HTML_BYTES)))
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn head(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// [`html_to_text`] for text whose character references were already decoded (an API's
 /// abstract, a stored paper): tags go, but `&amp;` stays as written, so nothing is
 /// decoded twice.
 pub fn strip_tags(s: &str) -> String {
+    let s = head(s, MAX_HTML_BYTES);
     if !s.contains('<') {
         return s.to_string();
     }

@@ -764,3 +764,194 @@ fn the_api_abstract_wins_over_an_aggregators_longer_text() {
     assert_eq!(p.sources, ["huggingface", "daily"]);
     assert_eq!(p.url.as_deref(), Some("https://huggingface.co/papers/2604.26702"));
 }
+
+// ---------------------------------------------------------------------------------------
+// Property tests and an adversarial corpus: every parser and text pass, arbitrary Unicode
+
+use paper_digest::render::latex;
+use paper_digest::text;
+
+fn chars(s: &str) -> usize {
+    s.chars().count()
+}
+
+/// Text that stresses the passes: arbitrary Unicode mixed with the characters they act on.
+fn nasty() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        prop_oneof![
+            3 => "\\PC{0,12}",
+            1 => Just("&".to_string()),
+            1 => Just("—".to_string()),
+            1 => Just("<".to_string()),
+            1 => Just("{".to_string()),
+            1 => Just("}".to_string()),
+            1 => Just("$".to_string()),
+            1 => Just("\\".to_string()),
+            1 => prop::sample::select(vec![
+                "<p>", "</p>", "<!--", "-->", "<meta name=\"x\" content=\"y\">", "<sup>", "</sup>", "<sub>",
+                "<script>", "</script>", "<style>", "&amp;", "&#x3b1;", "&#99999999;", "\\frac", "\\sqrt[",
+                "^", "_", "--", "``", "''", "~", "Authors:", "Summary:", "Upvotes: 3", "arXiv:2411.16500v2",
+                "Announce Type:", "Abstract:", ". ", "\n", " ", "é", "\u{202E}", "\u{0}", "🦀", "(", ")", ",",
+            ]).prop_map(String::from),
+        ],
+        0..60,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+fn xml_escape(s: &str) -> String {
+    s.chars()
+        .filter(|c| matches!(c, '\t' | '\n' | '\r') || !c.is_control())
+        .collect::<String>()
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn text_passes_never_panic_and_stay_bounded(s in nasty()) {
+        let n = chars(&s);
+        prop_assert!(chars(&text::clean(&s)) <= n);
+        prop_assert!(chars(&text::html_to_text(&s)) <= n);
+        prop_assert!(chars(&text::strip_tags(&s)) <= n);
+        let t = text::title(&s);
+        prop_assert!(chars(&t) <= text::MAX_TITLE_CHARS && chars(&t) <= n);
+        prop_assert!(chars(&text::abstract_text(&s)) <= text::MAX_ABSTRACT_CHARS);
+        let cleaned = text::clean(&s);
+        prop_assert!(chars(&text::first_sentences(&cleaned, 2, 40)) <= 40);
+        prop_assert!(chars(&text::truncate_words(&cleaned, 10)) <= 10);
+        let wrapped = text::wrap(&cleaned, 20, "> ", "  ");
+        for line in wrapped.lines() {
+            prop_assert!(chars(line) <= 20 || line.contains("://"), "{line:?}");
+        }
+        prop_assert!(chars(&latex::to_unicode(&s)) <= 2 * n + 4);
+    }
+
+    #[test]
+    fn hugging_face_listings_with_arbitrary_text_parse(title in nasty(), summary in nasty(), author in nasty()) {
+        let body = serde_json::json!([{"paper": {"id": "2411.16500", "title": title, "summary": summary,
+            "authors": [{"name": author}], "ai_keywords": [title], "upvotes": 3}}]);
+        let papers = huggingface::parse("http://h/", body.to_string().as_bytes()).unwrap();
+        for p in &papers {
+            prop_assert!(chars(&p.title) <= text::MAX_TITLE_CHARS && chars(&p.title) <= chars(&title));
+            prop_assert!(chars(&p.summary) <= chars(&summary));
+        }
+    }
+
+    #[test]
+    fn arxiv_pages_with_arbitrary_text_parse(title in nasty(), summary in nasty(), author in nasty()) {
+        let body = format!(
+            "<feed xmlns=\"http://www.w3.org/2005/Atom\"><entry><id>http://arxiv.org/abs/2411.16500v1</id>\
+             <title>{}</title><summary>{}</summary><author><name>{}</name></author></entry></feed>",
+            xml_escape(&title), xml_escape(&summary), xml_escape(&author));
+        let page = arxiv::parse_page("http://h/", body.as_bytes()).unwrap();
+        for p in &page.papers {
+            prop_assert!(chars(&p.title) <= chars(&title) && chars(&p.summary) <= chars(&summary));
+        }
+    }
+
+    #[test]
+    fn feed_items_with_arbitrary_text_parse(title in nasty(), description in nasty(), creator in nasty()) {
+        for (t, d) in [(xml_escape(&title), xml_escape(&description)), (title.clone(), description.clone())] {
+            let body = format!(
+                "<rss version=\"2.0\" xmlns:dc=\"http://purl.org/dc/elements/1.1/\"><channel><title>c</title>\
+                 <item><title>{t}</title><link>https://example.org/a</link><description>{d}</description>\
+                 <dc:creator>{}</dc:creator></item></channel></rss>", xml_escape(&creator));
+            if let Ok(papers) = feed::parse("f", "http://h/", body.as_bytes()) {
+                for p in &papers {
+                    prop_assert!(chars(&p.title) <= text::MAX_TITLE_CHARS);
+                    prop_assert!(chars(&p.summary) <= chars(&description) + 1);
+                    prop_assert!(p.authors.iter().map(|a| chars(a)).sum::<usize>() <= chars(&creator));
+                }
+            }
+        }
+    }
+}
+
+/// Inputs built to hit the worst case of each pass: deep nesting, huge and repetitive
+/// text. Each must finish (in linear-ish time: the sizes make a quadratic pass hang the
+/// suite) without a panic or a stack overflow, with bounded output.
+#[test]
+fn an_adversarial_corpus_is_handled_in_bounded_time() {
+    let deep_braces = format!("{}x{}", "{".repeat(20_000), "}".repeat(20_000));
+    let corpus: Vec<String> = vec![
+        deep_braces.clone(),
+        "{".repeat(200_000),
+        "\\sqrt[".repeat(50_000),
+        "\\hat".repeat(50_000),
+        "$a$ $".repeat(50_000),
+        "<div>".repeat(20_000),
+        "<a x=\"".repeat(50_000),
+        "<sup>".repeat(20_000),
+        "<!--".repeat(50_000),
+        "&amp;".repeat(100_000),
+        "Q&A—".repeat(100_000),
+        "word ".repeat(400_000),
+        "a. ".repeat(300_000),
+        "Authors: x ".repeat(50_000),
+        "(".repeat(100_000),
+    ];
+    for input in &corpus {
+        let n = chars(input);
+        let html = text::html_to_text(input);
+        assert!(chars(&html) <= n);
+        let t = text::title(&html);
+        assert!(chars(&t) <= text::MAX_TITLE_CHARS);
+        let a = text::abstract_text(&html);
+        assert!(chars(&a) <= text::MAX_ABSTRACT_CHARS);
+        assert!(chars(&latex::to_unicode(input)) <= 2 * n + 4);
+        // What a digest card does with a stored abstract.
+        let card = text::clean(&latex::to_unicode(&text::strip_tags(&a)));
+        let _ = text::wrap(&text::first_sentences(&card, 3, 400), 72, "", "   ");
+    }
+
+    // The same inputs as a title and a description in each format.
+    for input in &corpus {
+        let escaped = xml_escape(input);
+        let hf = serde_json::json!([{"paper": {"id": "2411.16500", "title": input, "summary": input}}]);
+        for p in huggingface::parse("http://h/", hf.to_string().as_bytes()).unwrap() {
+            assert!(
+                chars(&p.title) <= text::MAX_TITLE_CHARS && chars(&p.summary) <= text::MAX_ABSTRACT_CHARS
+            );
+        }
+        let atom = format!(
+            "<feed xmlns=\"http://www.w3.org/2005/Atom\"><entry><id>http://arxiv.org/abs/2411.16500</id>\
+             <title>{escaped}</title><summary>{escaped}</summary></entry></feed>"
+        );
+        for p in arxiv::parse_page("http://h/", atom.as_bytes()).unwrap().papers {
+            assert!(
+                chars(&p.title) <= text::MAX_TITLE_CHARS && chars(&p.summary) <= text::MAX_ABSTRACT_CHARS
+            );
+        }
+        let rss = format!(
+            "<rss version=\"2.0\"><channel><title>c</title><item><title>{escaped}</title>\
+             <link>https://example.org/a</link><description>{escaped}</description></item></channel></rss>"
+        );
+        for p in feed::parse("f", "http://h/", rss.as_bytes()).unwrap() {
+            assert!(
+                chars(&p.title) <= text::MAX_TITLE_CHARS && chars(&p.summary) <= text::MAX_ABSTRACT_CHARS
+            );
+        }
+    }
+
+    // Deeply nested documents are refused with an error, not a stack overflow.
+    let nested = format!(
+        "<rss version=\"2.0\"><channel><item>{}{}</item></channel></rss>",
+        "<x>".repeat(20_000),
+        "</x>".repeat(20_000)
+    );
+    let err = feed::parse("f", "http://h/deep.xml", nested.as_bytes()).unwrap_err().to_string();
+    assert!(err.contains("http://h/deep.xml") && err.contains("nest deeper"), "{err}");
+    let nested = format!(
+        "<feed xmlns=\"http://www.w3.org/2005/Atom\">{}{}</feed>",
+        "<x>".repeat(20_000),
+        "</x>".repeat(20_000)
+    );
+    assert!(arxiv::parse_page("http://h/", nested.as_bytes()).is_ok());
+    let nested_json = format!("{}{}", "[".repeat(20_000), "]".repeat(20_000));
+    assert!(huggingface::parse("http://h/", nested_json.as_bytes()).is_err());
+}

@@ -91,6 +91,9 @@ struct Parser {
 /// the stack. Past this depth the rest of the input is kept as written.
 const MAX_DEPTH: usize = 64;
 
+/// The longest `[...]` optional argument read as one.
+const MAX_OPTIONAL_CHARS: usize = 64;
+
 impl Parser {
     fn peek(&self) -> Option<char> {
         self.chars.get(self.pos).copied()
@@ -246,7 +249,9 @@ impl Parser {
         if self.peek() != Some('[') {
             return None;
         }
-        let end = self.chars[self.pos..].iter().position(|&c| c == ']')?;
+        // Optional arguments are a few characters (`[3]`); looking further for a `]` would
+        // make many unclosed `\sqrt[` quadratic.
+        let end = self.chars[self.pos..].iter().take(MAX_OPTIONAL_CHARS).position(|&c| c == ']')?;
         let arg: String = self.chars[self.pos + 1..self.pos + end].iter().collect();
         self.pos += end + 1;
         Some(arg)

@@ -81,6 +81,10 @@ struct Extras {
     announce_type: Option<String>,
 }
 
+/// Feeds nest a handful of levels (rss, channel, item, a field, some XHTML). feed-rs
+/// builds its elements recursively, so a document nested deeper is refused up front.
+const MAX_XML_DEPTH: usize = 256;
+
 const DC: &str = "http://purl.org/dc/elements/1.1/";
 const PRISM: &str = "http://prismstandard.org/namespaces/";
 const ARXIV: &str = "http://arxiv.org/schemas/atom";
@@ -120,6 +124,14 @@ fn scan(url: &str, body: &[u8]) -> Result<Vec<Extras>> {
                 }
                 let local = e.local_name().as_ref().to_string();
                 open.push(e.name().as_ref().to_string());
+                if open.len() > MAX_XML_DEPTH {
+                    return Err(parse_error_xml(
+                        url,
+                        body,
+                        reader.buffer_position(),
+                        format!("elements nest deeper than {MAX_XML_DEPTH} levels; no feed does that"),
+                    ));
+                }
                 match item_depth {
                     None if matches!(local.as_str(), "item" | "entry") => {
                         item_depth = Some(open.len());
@@ -153,7 +165,7 @@ fn scan(url: &str, body: &[u8]) -> Result<Vec<Extras>> {
                 {
                     let v = clean(&value);
                     match (ns.as_str(), local.as_str()) {
-                        (_, "title") => item.title = clean(&html_to_text(&value)),
+                        (_, "title") => item.title = text::html_title(&value),
                         (DC, "identifier") if !v.is_empty() => item.identifiers.push(v),
                         (n, "doi") if n.starts_with(PRISM) && !v.is_empty() => item.dois.push(v),
                         (ARXIV, "announce_type") if !v.is_empty() => item.announce_type = Some(v),
@@ -186,7 +198,7 @@ fn match_extras<'a>(
     next: &mut usize,
     entry: &feed_rs::model::Entry,
 ) -> Option<&'a Extras> {
-    let title = clean(&html_to_text(entry.title.as_ref().map_or("", |t| t.content.as_str())));
+    let title = text::html_title(entry.title.as_ref().map_or("", |t| t.content.as_str()));
     let found = extras.get(*next..)?.iter().position(|x| x.title == title)?;
     *next += found + 1;
     extras.get(*next - 1)
@@ -198,7 +210,7 @@ fn to_paper(
     entry: &feed_rs::model::Entry,
     extra: Option<&Extras>,
 ) -> Option<Paper> {
-    let title = text::title(&html_to_text(entry.title.as_ref().map_or("", |t| t.content.as_str())));
+    let title = text::html_title(entry.title.as_ref().map_or("", |t| t.content.as_str()));
     let raw_body = entry
         .summary
         .as_ref()
@@ -330,7 +342,8 @@ const LABELS: &[&str] =
 fn unwrap(text: &str) -> Wrapped {
     let mut out = Wrapped::default();
     let mut rest = text.trim_start();
-    loop {
+    // A wrapper names each label once; text that repeats them past this is the body.
+    for _ in 0..=LABELS.len() {
         if out.arxiv.is_none()
             && rest.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("arxiv:"))
             && let Some(id) = ids::normalize_arxiv(id_token(&rest[6..]))
