@@ -676,18 +676,24 @@ fn an_arxiv_rss_day_keeps_new_and_cross_lists_and_splits_authors() {
             "2604.26702",
             "2604.26703",
             "2604.26704",
-            "2604.26705",
+            "2604.26834",
+            "2604.26835",
             "2604.26706",
-            "2604.26708"
+            "2604.26836"
         ],
         "replace and replace-cross announcements are skipped"
     );
-    assert_eq!(find(&papers, "2604.26700").authors, ["Wei Zhang", "Priya Natarajan", "Arvind"]);
-    assert_eq!(find(&papers, "2604.26701").authors, ["Deepti"]);
-    assert_eq!(find(&papers, "2604.26702").authors, ["Chen Li", "Sofia Rossi"]);
+    assert_eq!(find(&papers, "2604.26834").authors, ["Wei Zhang", "Priya Natarajan", "Arvind"]);
+    assert_eq!(find(&papers, "2604.26835").authors, ["Deepti"]);
+    assert_eq!(find(&papers, "2604.26836").authors, ["Chen Li", "Sofia Rossi"]);
     assert_eq!(find(&papers, "2604.26703").title, "Q&A for LLMs—a survey");
     for p in &papers {
-        assert!(p.summary.starts_with(char::is_uppercase), "{}: {}", p.id, &p.summary[..40]);
+        assert!(
+            p.summary.starts_with(char::is_uppercase),
+            "{}: {}",
+            p.id,
+            p.summary.chars().take(40).collect::<String>()
+        );
         assert!(!p.summary.contains("Announce Type") && !p.summary.contains("arXiv:2604"), "{}", p.id);
         assert!(!p.categories.is_empty());
     }
