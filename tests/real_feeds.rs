@@ -16,6 +16,7 @@ use http_server::{HttpServer, Reply, Route};
 use mail_parser::MessageParser;
 use site::{Site, code, stderr};
 use smtp_server::{Faults, SmtpServer};
+use std::fmt::Write as _;
 
 const NOW: &str = "2026-04-29T07:00:00Z";
 const DAY: &str = "2026-04-29";
@@ -53,13 +54,16 @@ fn server() -> HttpServer {
 }
 
 fn feeds(base: &str) -> String {
-    ["arxiv-cs-lg:/rss/cs.LG", "biorxiv:/biorxiv.rdf", "lab-blog:/blog.rss", "daily-papers:/daily.rss"]
-        .iter()
-        .map(|f| {
-            let (name, path) = f.split_once(':').unwrap();
-            format!("\n[[sources.feeds]]\nname = \"{name}\"\nurl = \"{base}{path}\"\n")
-        })
-        .collect()
+    let mut out = String::new();
+    for (name, path) in [
+        ("arxiv-cs-lg", "/rss/cs.LG"),
+        ("biorxiv", "/biorxiv.rdf"),
+        ("lab-blog", "/blog.rss"),
+        ("daily-papers", "/daily.rss"),
+    ] {
+        let _ = write!(out, "\n[[sources.feeds]]\nname = \"{name}\"\nurl = \"{base}{path}\"\n");
+    }
+    out
 }
 
 /// A trending reader who gets every paper, and one who follows two authors whose names
