@@ -961,3 +961,22 @@ fn an_adversarial_corpus_is_handled_in_bounded_time() {
     let nested_json = format!("{}{}", "[".repeat(20_000), "]".repeat(20_000));
     assert!(huggingface::parse("http://h/", nested_json.as_bytes()).is_err());
 }
+
+#[test]
+fn a_two_megabyte_title_is_cut_at_a_word_by_every_parser() {
+    let huge = "Scaling ".repeat(262_144);
+    let capped = |title: &str| chars(title) <= text::MAX_TITLE_CHARS && title.ends_with("Scaling…");
+    let hf = serde_json::json!([{"paper": {"id": "2411.16500", "title": huge, "summary": huge}}]);
+    let p = &huggingface::parse("http://h/", hf.to_string().as_bytes()).unwrap()[0];
+    assert!(capped(&p.title) && chars(&p.summary) <= text::MAX_ABSTRACT_CHARS);
+    let atom = format!(
+        "<feed xmlns=\"http://www.w3.org/2005/Atom\"><entry><id>http://arxiv.org/abs/2411.16500</id>\
+         <title>{huge}</title></entry></feed>"
+    );
+    assert!(capped(&arxiv::parse_page("http://h/", atom.as_bytes()).unwrap().papers[0].title));
+    let rss = format!(
+        "<rss version=\"2.0\"><channel><title>c</title><item><title>{huge}</title>\
+         <link>https://example.org/a</link></item></channel></rss>"
+    );
+    assert!(capped(&feed::parse("f", "http://h/", rss.as_bytes()).unwrap()[0].title));
+}
