@@ -576,6 +576,8 @@ proptest! {
         let _ = ids::normalize_doi(&input);
         let _ = ids::find_doi(&input);
         let _ = ids::canonical_url(&input);
+        let _ = ids::arxiv_from_link(&input);
+        let _ = ids::arxiv_from_link(&format!("https://tldr.takara.ai/p/{s}"));
     }
 
     #[test]

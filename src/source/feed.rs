@@ -503,6 +503,22 @@ mod tests {
         assert_eq!(split_authors("Ada Byron", false), ["Ada Byron"]);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 500, failure_persistence: None, ..Default::default() })]
+
+        #[test]
+        fn unwrapping_and_author_splitting_never_panic_and_stay_bounded(
+            s in "(arXiv:2411.16500v2 |Authors: |Upvotes: 3 |Summary: |Announce Type: new |Abstract: |\\(|\\)|, | and |[A-Z]\\. |\\PC{0,8}|\n){0,30}",
+            arxiv in proptest::bool::ANY,
+        ) {
+            let w = unwrap(&s);
+            proptest::prop_assert!(w.body.chars().count() <= s.chars().count());
+            let names = split_authors(&s, arxiv);
+            proptest::prop_assert!(names.iter().map(|n| n.chars().count()).sum::<usize>() <= s.chars().count());
+            proptest::prop_assert!(names.iter().all(|n| !n.trim().is_empty()));
+        }
+    }
+
     #[test]
     fn a_broken_feed_names_the_url_and_line() {
         let body = b"<rss version=\"2.0\"><channel>\n<item><title>x</title>\n</channel></rss>";
@@ -530,6 +546,22 @@ mod tests {
         );
         assert_eq!(p.id.as_str(), "url:https://bair.berkeley.edu/blog/2026/04/12/world-models");
         assert!(p.categories.is_empty());
+    }
+
+    #[test]
+    fn prism_doi_and_dc_identifier_key_an_item_before_its_link() {
+        let body = br#"<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.org/rss/1.0/"
+            xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:prism="http://prismstandard.org/namespaces/basic/2.0/">
+            <channel rdf:about="https://j.example.org"><title>J</title><link>https://j.example.org</link></channel>
+            <item rdf:about="https://j.example.org/a/1"><title>One</title><link>https://j.example.org/a/1</link>
+              <prism:doi>10.1234/ABC.1</prism:doi></item>
+            <item rdf:about="https://j.example.org/a/2"><title>Two</title><link>https://j.example.org/a/2</link>
+              <dc:identifier>doi:10.1234/abc.2</dc:identifier></item>
+            <item rdf:about="https://j.example.org/a/3"><title>Three</title><link>https://j.example.org/a/3</link></item>
+            </rdf:RDF>"#;
+        let papers = parse("j", "http://h/j.rdf", body).unwrap();
+        let ids: Vec<&str> = papers.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["doi:10.1234/abc.1", "doi:10.1234/abc.2", "url:https://j.example.org/a/3"]);
     }
 
     #[test]
