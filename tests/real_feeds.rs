@@ -132,6 +132,15 @@ fn the_digest_of_real_shaped_sources_reads_right() {
     }
     assert!(!html.contains("arxiv.org/abs/1312.6199"), "a blog post took the id of a paper it cites");
     assert!(text.contains("Gradient-based Planning for World Models"));
+    // The journal's papers, each once, linking to the journal.
+    for i in [121, 122, 123, 124] {
+        assert_eq!(text.matches(&title_of(i)).count(), 1, "{}", title_of(i));
+    }
+    assert!(html.contains("https://biorxiv.org/cgi/content/short/2023.12.16.571984v1?rss=1"));
+    // The aggregator's papers are the Hugging Face ones, not second copies.
+    for i in [79, 10, 11] {
+        assert_eq!(text.matches(&title_of(i)).count(), 1, "{}", title_of(i));
+    }
     assert!(html.contains("https://bair.berkeley.edu/blog/2026/04/28/world-models/"));
 }
 
