@@ -19,9 +19,10 @@ pub struct Mailer {
     max_attempts: u32,
     backoff_base: Duration,
     concurrency: usize,
-    /// A failure of the server itself that every later send would only repeat: AUTH
-    /// refused (retrying could lock the account), no STARTTLS, or no connection at all
-    /// since the run began. Later sends fail at once with it.
+    /// A failure of the session that every later send would only repeat: AUTH refused
+    /// (retrying could lock the account), no STARTTLS, an untrusted certificate, or a
+    /// server that could not be reached or refused the session `max_attempts` times. Later
+    /// sends fail at once with it.
     down: Mutex<Option<(bool, String)>>,
 }
 
@@ -96,11 +97,13 @@ impl Mailer {
     /// jitter up to `max_attempts`.
     ///
     /// `Ok` means the server (or file, or sendmail) accepted it. Otherwise
-    /// [`Error::Mail`] for a failure of this message (`transient`: 4xx, timeout, dropped
-    /// connection; else 5xx), or [`Error::Transport`] when the server itself cannot be
-    /// used (unreachable, TLS or AUTH refused). A dropped connection after the final dot
-    /// is retried like any transient failure, so a message can arrive twice, always with
-    /// the same Message-ID.
+    /// [`Error::Mail`] for a failure of this message (a reply to RCPT, DATA or the final
+    /// dot; `transient`: 4xx, timeout, dropped connection; else 5xx), or
+    /// [`Error::Transport`] when the session failed (unreachable, greeting, EHLO,
+    /// STARTTLS, TLS, AUTH, MAIL FROM; `transient: false` when the configuration must
+    /// change). A message whose final dot got no reply (timeout or dropped connection) is
+    /// not retried here, as the server may have queued it: it comes back as a transient
+    /// [`Error::Mail`], and a later run sends it again with the same Message-ID.
     ///
     /// Dropping the future mid-send is safe: the connection in use is closed, never
     /// reused.
@@ -151,9 +154,9 @@ impl Mailer {
                 }
                 Err(failure) => failure,
             };
-            if !failure.transient || attempt >= self.max_attempts {
-                // The server, not the message, failed; every later send would repeat it.
-                if failure.stage == Stage::Connect && (!failure.transient || !pool.ever_connected()) {
+            if !failure.transient || failure.unconfirmed || attempt >= self.max_attempts {
+                // The session, not the message, failed; every later send would repeat it.
+                if failure.stage == Stage::Session {
                     self.set_down(&failure);
                 }
                 return Err(to_error(failure, recipient));
@@ -208,7 +211,7 @@ impl Mailer {
 
 fn to_error(failure: Failure, recipient: &str) -> Error {
     match failure.stage {
-        Stage::Connect => Error::Transport { transient: failure.transient, message: failure.message },
+        Stage::Session => Error::Transport { transient: failure.transient, message: failure.message },
         Stage::Message => Error::Mail {
             recipient: recipient.to_string(),
             transient: failure.transient,
@@ -270,9 +273,9 @@ mod tests {
 
     #[test]
     fn failures_of_the_server_become_transport_errors_and_of_a_message_mail_errors() {
-        let f = |stage, transient| Failure { stage, transient, message: "m".into() };
+        let f = |stage, transient| Failure { stage, transient, unconfirmed: false, message: "m".into() };
         assert!(matches!(
-            to_error(f(Stage::Connect, true), "a@example.org"),
+            to_error(f(Stage::Session, true), "a@example.org"),
             Error::Transport { transient: true, .. }
         ));
         match to_error(f(Stage::Message, false), "a@example.org") {
