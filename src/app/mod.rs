@@ -824,7 +824,11 @@ fn outcome(job: &Job<'_>, result: Sent, summary: &mut RunSummary) -> Option<Outc
             summary.errors.push(format!("{to}: deferred to the next run: {error}"));
             Some(Outcome::Deferred { id, error })
         }
-        Sent::NotAttempted => None,
+        Sent::NotAttempted => {
+            // Stopped before its turn (a signal, a failed session): as it was, pending.
+            summary.pending += 1;
+            None
+        }
         Sent::SessionFailed { config, error } => {
             summary.pending += 1;
             if !summary.transport_down {

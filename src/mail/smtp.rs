@@ -23,6 +23,7 @@ use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use std::fmt;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
@@ -86,6 +87,13 @@ pub(crate) struct SmtpPool {
     data_timeout: Duration,
     /// Connections parked after a completed transaction, ready for the next MAIL FROM.
     idle: Mutex<Vec<Parked>>,
+    /// Held while a session is opened until one has succeeded, so that concurrent senders
+    /// meet a refusing server one at a time: a wrong password costs one AUTH per run,
+    /// not one per connection.
+    first: tokio::sync::Mutex<()>,
+    ever_connected: AtomicBool,
+    /// A refusal only a configuration change can fix, returned to every later connect.
+    refused: Mutex<Option<Failure>>,
     /// One permit per open connection: bounds connections, not just idle ones.
     permits: Semaphore,
     limiter: Limiter,
@@ -136,6 +144,9 @@ impl SmtpPool {
             timeout: s.timeout,
             data_timeout: s.data_timeout,
             idle: Mutex::new(Vec::new()),
+            first: tokio::sync::Mutex::new(()),
+            ever_connected: AtomicBool::new(false),
+            refused: Mutex::new(None),
             permits: Semaphore::new(s.concurrency.max(1)),
             limiter: Limiter::new(s.rate_limit, s.max_per_hour),
         })
@@ -240,10 +251,12 @@ impl SmtpPool {
         match tokio::time::timeout(self.timeout, conn.command(command)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) if e.status().is_some() => Err((self.reply_failure(step, &e), true)),
-            // Nothing of the message has gone out yet: another attempt is safe.
+            // Nothing of the message has gone out yet: another attempt is safe. A session
+            // that ends before it takes the sender (a server that hangs up after EHLO) is
+            // the server's failure; later, the message's.
             Ok(Err(e)) => Err((
                 Failure {
-                    stage: Stage::Message,
+                    stage: if step == Step::Mail { Stage::Session } else { Stage::Message },
                     transient: true,
                     unconfirmed: false,
                     message: format!("connection to {} lost: {e}", self.endpoint()),
@@ -252,7 +265,7 @@ impl SmtpPool {
             )),
             Err(_) => Err((
                 Failure {
-                    stage: Stage::Message,
+                    stage: if step == Step::Mail { Stage::Session } else { Stage::Message },
                     transient: true,
                     unconfirmed: false,
                     message: format!(
@@ -334,7 +347,27 @@ impl SmtpPool {
         }
     }
 
+    /// A new session, or the refusal that already ended this pool's sessions.
     async fn connect(&self) -> Result<AsyncSmtpConnection, Failure> {
+        let _first =
+            if self.ever_connected.load(Ordering::Acquire) { None } else { Some(self.first.lock().await) };
+        let refused = self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        if let Some(failure) = refused {
+            return Err(failure);
+        }
+        let opened = self.open().await;
+        match &opened {
+            Ok(_) => self.ever_connected.store(true, Ordering::Release),
+            Err(failure) if !failure.transient => {
+                *self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(failure.clone());
+            }
+            Err(_) => {}
+        }
+        opened
+    }
+
+    /// TCP (or implicit TLS), greeting, EHLO, STARTTLS and AUTH, within `timeout`.
+    async fn open(&self) -> Result<AsyncSmtpConnection, Failure> {
         let attempt = async {
             let implicit_tls = if self.security == Security::Tls { self.tls.clone() } else { None };
             let mut conn = if implicit_tls.is_some() {

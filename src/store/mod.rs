@@ -86,7 +86,8 @@ impl Store {
             // this user cannot write; as nothing else can be writing there either, it is
             // read as an immutable file.
             Err(_) => {
-                let uri = format!("file:{}?immutable=1", path.display());
+                let escaped = path.display().to_string().replace('%', "%25").replace('?', "%3f").replace('#', "%23");
+                let uri = format!("file:{escaped}?immutable=1");
                 let c = Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
                     .map_err(|e| Error::store(path, e))?;
                 let v = c.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| Error::store(path, e))?;
