@@ -1031,7 +1031,10 @@ impl Validator<'_> {
         match crate::mail::pem_certificates(&pem) {
             Ok(0) => Err(self.err(
                 "mail.smtp.ca_file",
-                format!("{} holds no certificate; expected PEM (-----BEGIN CERTIFICATE-----)", path.display()),
+                format!(
+                    "{} holds no certificate; expected PEM (-----BEGIN CERTIFICATE-----)",
+                    path.display()
+                ),
             )),
             Ok(_) => Ok(Some(path)),
             Err(e) => Err(self.err("mail.smtp.ca_file", format!("{}: {e}", path.display()))),
@@ -1346,9 +1349,15 @@ password_env = "PW"
         for local in ["localhost", "LOCALHOST", "127.0.0.1", "127.8.9.10", "::1", "[::1]"] {
             assert!(is_loopback(local), "{local}");
         }
-        for remote in
-            ["127.0.0.1.evil.example", "localhost.evil.example", "127.example", "128.0.0.1", "::2", "10.0.0.1", ""]
-        {
+        for remote in [
+            "127.0.0.1.evil.example",
+            "localhost.evil.example",
+            "127.example",
+            "128.0.0.1",
+            "::2",
+            "10.0.0.1",
+            "",
+        ] {
             assert!(!is_loopback(remote), "{remote}");
         }
     }
@@ -1376,7 +1385,10 @@ password_env = "PW"
         let text = "[mail]\nfrom = \"a@b.org\"\ntransport = \"smtp\"\n[mail.smtp]\nhost = \"mail.example.org\"\nca_file = \"ca.pem\"\n";
         let e = Config::parse_with(text, &dir.path().join("c.toml"), dir.path(), &|_| None).unwrap_err();
         assert_eq!(e.exit_code(), crate::error::exit::CONFIG);
-        assert!(e.to_string().contains("mail.smtp.ca_file") && e.to_string().contains("no certificate"), "{e}");
+        assert!(
+            e.to_string().contains("mail.smtp.ca_file") && e.to_string().contains("no certificate"),
+            "{e}"
+        );
         let missing = text.replace("ca.pem", "nope.pem");
         let e = Config::parse_with(&missing, &dir.path().join("c.toml"), dir.path(), &|_| None).unwrap_err();
         assert!(e.to_string().contains("nope.pem"), "{e}");

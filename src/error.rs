@@ -146,9 +146,9 @@ impl Error {
     /// The process exit code this error maps to when it ends a command.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config { .. } | Error::Transport { transient: false, .. } | Error::StoreReplaced { .. } => {
-                exit::CONFIG
-            }
+            Error::Config { .. }
+            | Error::Transport { transient: false, .. }
+            | Error::StoreReplaced { .. } => exit::CONFIG,
             e if e.is_transient() => exit::TEMPFAIL,
             _ => exit::PARTIAL,
         }
@@ -212,11 +212,13 @@ mod tests {
 
     #[test]
     fn a_busy_or_full_database_is_temporary_and_names_the_path() {
-        let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);
+        let busy =
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);
         let e = Error::store("/var/lib/paper-digest/db.sqlite3", busy);
         assert_eq!(e.exit_code(), exit::TEMPFAIL);
         assert!(e.to_string().contains("/var/lib/paper-digest/db.sqlite3"), "{e}");
-        let full = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL), None);
+        let full =
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL), None);
         let e = Error::store("db.sqlite3", full);
         assert_eq!(e.exit_code(), exit::TEMPFAIL);
         assert!(e.to_string().contains("disk full"), "{e}");

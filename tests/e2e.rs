@@ -648,9 +648,27 @@ fn untrusted_certificates_and_a_server_without_tls_exit_78_saying_what_to_fix() 
     let ca = TestCa::new();
     let cases = [
         // (what, security, the server's TLS, ca_file given, the words that say what to fix)
-        ("no ca_file", "starttls", Some(Tls::Starttls(ca.server(&["127.0.0.1"]))), false, "set mail.smtp.ca_file"),
-        ("self-signed", "tls", Some(Tls::Implicit(self_signed(&["127.0.0.1"]))), true, "set mail.smtp.ca_file"),
-        ("wrong host", "starttls", Some(Tls::Starttls(ca.server(&["mail.example.org"]))), true, "set mail.smtp.host"),
+        (
+            "no ca_file",
+            "starttls",
+            Some(Tls::Starttls(ca.server(&["127.0.0.1"]))),
+            false,
+            "set mail.smtp.ca_file",
+        ),
+        (
+            "self-signed",
+            "tls",
+            Some(Tls::Implicit(self_signed(&["127.0.0.1"]))),
+            true,
+            "set mail.smtp.ca_file",
+        ),
+        (
+            "wrong host",
+            "starttls",
+            Some(Tls::Starttls(ca.server(&["mail.example.org"]))),
+            true,
+            "set mail.smtp.host",
+        ),
         ("plaintext server, tls", "tls", None, true, "did not answer in TLS"),
         ("plaintext server, starttls", "starttls", None, true, "does not offer STARTTLS"),
     ];
@@ -684,7 +702,11 @@ fn plaintext_to_a_name_that_merely_starts_with_127_needs_allow_insecure() {
     site.edit_config(|c| c.replace("host = \"127.0.0.1\"", "host = \"127.0.0.1.evil.example\""));
     let out = site.run(&["check"]);
     assert_eq!(code(&out), 78, "{}", stderr(&out));
-    assert!(stderr(&out).contains("mail.smtp.security") && stderr(&out).contains("allow_insecure"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("mail.smtp.security") && stderr(&out).contains("allow_insecure"),
+        "{}",
+        stderr(&out)
+    );
 
     site.edit_config(|c| c.replace("security = \"none\"", "security = \"none\"\nallow_insecure = true"));
     let out = site.run(&["check"]);
@@ -699,7 +721,8 @@ fn plaintext_to_a_name_that_merely_starts_with_127_needs_allow_insecure() {
 }
 
 #[test]
-fn an_unanswered_final_dot_is_not_resent_within_the_run_and_the_next_run_sends_one_copy_with_the_same_message_id() {
+fn an_unanswered_final_dot_is_not_resent_within_the_run_and_the_next_run_sends_one_copy_with_the_same_message_id()
+ {
     let http = hf_server();
     let smtp = SmtpServer::start(Faults::none().withhold_final_reply(1));
     let site = Site::with_subscribers(
@@ -714,8 +737,7 @@ fn an_unanswered_final_dot_is_not_resent_within_the_run_and_the_next_run_sends_o
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert_eq!(smtp.messages().len(), 1, "max_attempts = 3, yet one copy: no retry after the final dot");
     assert_eq!(ledger(&site), BTreeMap::from([("deferred".to_string(), 1)]));
-    let error: String =
-        site.db().query_row("SELECT last_error FROM deliveries", [], |r| r.get(0)).unwrap();
+    let error: String = site.db().query_row("SELECT last_error FROM deliveries", [], |r| r.get(0)).unwrap();
     assert!(error.contains("may have been accepted"), "{error}");
 
     let out = site.run(&["run"]);
@@ -742,11 +764,15 @@ fn retry_failed_resends_the_failed_digests_of_the_edition_with_their_original_me
     site.edit_config(|c| c.replace(&format!("port = {}", smtp.port()), &format!("port = {}", fixed.port())));
     let out = site.run(&["retry", "--failed", "--edition", "2024-11-27"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("1 sent"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 sent"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let received = received_message_ids(&fixed);
     assert_eq!(received, BTreeMap::from([("bob@example.org".to_string(), vec![bob])]));
     assert_eq!(ledger(&site), sent(3));
-    assert_eq!(site.count("SELECT COUNT(*) FROM seen WHERE subscriber = 'bob@example.org'") > 0, true);
+    assert!(site.count("SELECT COUNT(*) FROM seen WHERE subscriber = 'bob@example.org'") > 0);
 
     let out = site.run(&["retry", "--failed"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));

@@ -231,11 +231,20 @@ pub(super) async fn retry_failed(cfg: &Config, edition: Option<NaiveDate>, now: 
                 now,
             )?;
             summary.failed += 1;
-            summary.errors.push(format!("{}: no longer a subscriber in {}", row.subscriber, cfg.path.display()));
+            summary.errors.push(format!(
+                "{}: no longer a subscriber in {}",
+                row.subscriber,
+                cfg.path.display()
+            ));
             continue;
         };
-        let job =
-            Job { delivery_id: row.id, subscriber: sub, edition: row.edition, message_id: row.message_id, items: row.items };
+        let job = Job {
+            delivery_id: row.id,
+            subscriber: sub,
+            edition: row.edition,
+            message_id: row.message_id,
+            items: row.items,
+        };
         let papers =
             papers_for(&store, &Candidates { daily: Vec::new(), weekly: Vec::new() }, job.items.iter())?;
         let result = if summary.transport_down {

@@ -578,7 +578,10 @@ enum Sent {
     Deferred(String),
     /// The session failed on this message's attempt; `config`: only a configuration
     /// change can fix it.
-    SessionFailed { config: bool, error: String },
+    SessionFailed {
+        config: bool,
+        error: String,
+    },
     /// Marked, but not offered: the session had already failed.
     Unsent(String),
 }
@@ -934,7 +937,9 @@ fn compose(
 async fn attempt(mailer: &Mailer, job: &Job<'_>, message: &lettre::Message) -> Sent {
     match mailer.send(message, &job.subscriber.key).await {
         Ok(()) => Sent::Ok,
-        Err(e @ Error::Transport { .. }) => Sent::SessionFailed { config: !e.is_transient(), error: e.to_string() },
+        Err(e @ Error::Transport { .. }) => {
+            Sent::SessionFailed { config: !e.is_transient(), error: e.to_string() }
+        }
         Err(e) if e.is_transient() => Sent::Deferred(e.to_string()),
         Err(e) => Sent::Failed(e.to_string()),
     }
@@ -1031,8 +1036,13 @@ mod tests {
         let down = RunSummary { pending: 3, transport_down: true, ..RunSummary::default() };
         assert_eq!(down.exit_code(), exit::TEMPFAIL);
         assert_eq!(down.status(), "failed");
-        let refused =
-            RunSummary { sent: 2, pending: 1, transport_down: true, config_fault: true, ..RunSummary::default() };
+        let refused = RunSummary {
+            sent: 2,
+            pending: 1,
+            transport_down: true,
+            config_fault: true,
+            ..RunSummary::default()
+        };
         assert_eq!(refused.exit_code(), exit::CONFIG);
         assert_eq!(refused.status(), "failed");
     }

@@ -230,12 +230,14 @@ impl SmtpPool {
         match tokio::time::timeout(self.data_timeout, conn.message(email)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) if e.status().is_some() => Err((self.reply_failure(Step::Data, &e), true)),
-            Ok(Err(e)) => Err((
-                self.unconfirmed(&format!("the connection was lost before it replied ({e})")),
-                false,
-            )),
+            Ok(Err(e)) => {
+                Err((self.unconfirmed(&format!("the connection was lost before it replied ({e})")), false))
+            }
             Err(_) => Err((
-                self.unconfirmed(&format!("no reply within data_timeout_secs = {}", self.data_timeout.as_secs_f64())),
+                self.unconfirmed(&format!(
+                    "no reply within data_timeout_secs = {}",
+                    self.data_timeout.as_secs_f64()
+                )),
                 false,
             )),
         }
@@ -359,7 +361,8 @@ impl SmtpPool {
         match &opened {
             Ok(_) => self.ever_connected.store(true, Ordering::Release),
             Err(failure) if !failure.transient => {
-                *self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(failure.clone());
+                *self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(failure.clone());
             }
             Err(_) => {}
         }

@@ -113,9 +113,11 @@ mod tests {
 
     #[test]
     fn certificate_failures_are_explained_with_the_key_to_change() {
-        let unknown = explain(&TlsError::InvalidCertificate(CertificateError::UnknownIssuer), "mx.example.org");
+        let unknown =
+            explain(&TlsError::InvalidCertificate(CertificateError::UnknownIssuer), "mx.example.org");
         assert!(unknown.contains("mail.smtp.ca_file") && unknown.contains("mx.example.org"), "{unknown}");
-        let name = explain(&TlsError::InvalidCertificate(CertificateError::NotValidForName), "mx.example.org");
+        let name =
+            explain(&TlsError::InvalidCertificate(CertificateError::NotValidForName), "mx.example.org");
         assert!(name.contains("mail.smtp.host"), "{name}");
         assert!(!unknown.contains("OtherError"), "{unknown}");
     }

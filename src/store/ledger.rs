@@ -125,13 +125,24 @@ pub struct NewDelivery {
 /// What became of one send.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    Sent { id: i64 },
-    Failed { id: i64, error: String },
-    Deferred { id: i64, error: String },
+    Sent {
+        id: i64,
+    },
+    Failed {
+        id: i64,
+        error: String,
+    },
+    Deferred {
+        id: i64,
+        error: String,
+    },
     /// The session failed before this message could be offered (the server refused the
     /// session, or it was already known to): back to `pending`, the attempt not counted,
     /// the session's error kept for `status`.
-    Unsent { id: i64, error: String },
+    Unsent {
+        id: i64,
+        error: String,
+    },
 }
 
 /// A row of the runs table.
@@ -282,8 +293,9 @@ impl Store {
             let mut seen = tx.prepare_cached(
                 "INSERT OR IGNORE INTO seen (subscriber, paper_id, edition, seen_at) VALUES (?1, ?2, ?3, ?4)",
             )?;
-            let mut other =
-                tx.prepare_cached("UPDATE deliveries SET status = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1")?;
+            let mut other = tx.prepare_cached(
+                "UPDATE deliveries SET status = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1",
+            )?;
             let mut unsent = tx.prepare_cached(
                 "UPDATE deliveries SET status = 'pending', attempts = MAX(attempts - 1, 0), last_error = ?2,
                     updated_at = ?3 WHERE id = ?1",

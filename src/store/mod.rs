@@ -86,11 +86,14 @@ impl Store {
             // this user cannot write; as nothing else can be writing there either, it is
             // read as an immutable file.
             Err(_) => {
-                let escaped = path.display().to_string().replace('%', "%25").replace('?', "%3f").replace('#', "%23");
+                let escaped =
+                    path.display().to_string().replace('%', "%25").replace('?', "%3f").replace('#', "%23");
                 let uri = format!("file:{escaped}?immutable=1");
                 let c = Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
                     .map_err(|e| Error::store(path, e))?;
-                let v = c.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| Error::store(path, e))?;
+                let v = c
+                    .query_row("PRAGMA user_version", [], |r| r.get(0))
+                    .map_err(|e| Error::store(path, e))?;
                 (c, v)
             }
         };

@@ -168,7 +168,8 @@ impl TestCa {
     pub fn new() -> Self {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+        params.key_usages =
+            vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
         params.distinguished_name.push(rcgen::DnType::CommonName, "paper-digest test CA");
         let key = rcgen::KeyPair::generate().expect("CA key");
         let cert = params.self_signed(&key).expect("CA certificate");
@@ -184,8 +185,9 @@ impl TestCa {
     /// addresses) issued by this CA.
     pub fn server(&self, names: &[&str]) -> Arc<ServerConfig> {
         let key = rcgen::KeyPair::generate().expect("server key");
-        let params = rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_string()).collect::<Vec<_>>())
-            .expect("server parameters");
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_string()).collect::<Vec<_>>())
+                .expect("server parameters");
         let cert = params.signed_by(&key, &self.issuer).expect("server certificate");
         server_config(cert.der().clone(), &key)
     }
@@ -449,18 +451,13 @@ async fn session(stream: TcpStream, shared: &Shared, id: usize) -> std::io::Resu
     };
     let (mut r, mut w) = halves(stream);
     let refused = faults.greeting.is_some();
-    reply(&mut w, faults.greeting.as_deref().unwrap_or("220 localhost ESMTP paper-digest test server")).await?;
+    reply(&mut w, faults.greeting.as_deref().unwrap_or("220 localhost ESMTP paper-digest test server"))
+        .await?;
     let mut authed = false;
     let mut tx = Transaction::default();
     while let Some(line) = read_line(&mut r).await? {
         let line = String::from_utf8_lossy(&line).into_owned();
-        {
-            let mut log = shared.log();
-            log.commands.push(line.clone());
-            if !encrypted {
-                log.in_clear.push(line.clone());
-            }
-        }
+        log_command(shared, &line, encrypted);
         let verb = line.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
         let starttls = match &faults.tls {
             Some(Tls::Starttls(config)) if !encrypted => Some(config),
@@ -512,44 +509,13 @@ async fn session(stream: TcpStream, shared: &Shared, id: usize) -> std::io::Resu
             }
             "RCPT" if tx.from.is_none() => reply(&mut w, "503 5.5.1 MAIL first").await?,
             "RCPT" => {
-                let rcpt = path_of(&line);
-                let tempfail = take_one(&mut shared.log().tempfail_rcpt_left);
-                if tempfail {
-                    reply(&mut w, "451 4.7.1 Greylisted, try again later").await?;
-                } else if faults.reject.contains(&rcpt.to_ascii_lowercase()) {
-                    reply(&mut w, "550 5.1.1 No such user here").await?;
-                } else {
-                    tx.rcpts.push(rcpt);
-                    reply(&mut w, "250 2.1.5 OK").await?;
-                }
+                let answer = rcpt(shared, &mut tx, path_of(&line));
+                reply(&mut w, answer).await?;
             }
             "DATA" if tx.rcpts.is_empty() => reply(&mut w, "554 5.5.1 No valid recipients").await?,
             "DATA" => {
-                reply(&mut w, "354 End data with <CR><LF>.<CR><LF>").await?;
-                let Some(data) = read_data(&mut r).await? else { return Ok(()) };
-                let received = Received {
-                    mail_from: tx.from.take().unwrap_or_default(),
-                    rcpt_to: std::mem::take(&mut tx.rcpts),
-                    data,
-                    connection: id,
-                };
-                match end_of_data(shared, received) {
-                    AfterData::Drop => return Ok(()),
-                    AfterData::Withhold => {
-                        // Hold the connection, silent, until the client gives up on it.
-                        while read_line(&mut r).await?.is_some() {}
-                        return Ok(());
-                    }
-                    AfterData::Tempfail => reply(&mut w, "451 4.3.0 Try again later").await?,
-                    AfterData::Accept { delay, close } => {
-                        if delay && !faults.delay.is_zero() {
-                            tokio::time::sleep(faults.delay).await;
-                        }
-                        reply(&mut w, "250 2.0.0 OK queued").await?;
-                        if close {
-                            return Ok(());
-                        }
-                    }
+                if !receive(&mut r, &mut w, shared, &mut tx, id).await? {
+                    return Ok(());
                 }
             }
             "RSET" => {
@@ -562,6 +528,61 @@ async fn session(stream: TcpStream, shared: &Shared, id: usize) -> std::io::Resu
         }
     }
     Ok(())
+}
+
+fn log_command(shared: &Shared, line: &str, encrypted: bool) {
+    let mut log = shared.log();
+    log.commands.push(line.to_string());
+    if !encrypted {
+        log.in_clear.push(line.to_string());
+    }
+}
+
+/// The reply to RCPT, after the fault budgets; an accepted recipient joins `tx`.
+fn rcpt(shared: &Shared, tx: &mut Transaction, rcpt: String) -> &'static str {
+    if take_one(&mut shared.log().tempfail_rcpt_left) {
+        "451 4.7.1 Greylisted, try again later"
+    } else if shared.faults.reject.contains(&rcpt.to_ascii_lowercase()) {
+        "550 5.1.1 No such user here"
+    } else {
+        tx.rcpts.push(rcpt);
+        "250 2.1.5 OK"
+    }
+}
+
+/// DATA for a transaction with recipients: reads the message and applies the fault
+/// budgets. False when the session ends here.
+async fn receive<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    r: &mut BufReader<R>,
+    w: &mut W,
+    shared: &Shared,
+    tx: &mut Transaction,
+    id: usize,
+) -> std::io::Result<bool> {
+    reply(w, "354 End data with <CR><LF>.<CR><LF>").await?;
+    let Some(data) = read_data(r).await? else { return Ok(false) };
+    let received = Received {
+        mail_from: tx.from.take().unwrap_or_default(),
+        rcpt_to: std::mem::take(&mut tx.rcpts),
+        data,
+        connection: id,
+    };
+    match end_of_data(shared, received) {
+        AfterData::Drop => Ok(false),
+        AfterData::Withhold => {
+            // Hold the connection, silent, until the client gives up on it.
+            while read_line(r).await?.is_some() {}
+            Ok(false)
+        }
+        AfterData::Tempfail => reply(w, "451 4.3.0 Try again later").await.map(|()| true),
+        AfterData::Accept { delay, close } => {
+            if delay && !shared.faults.delay.is_zero() {
+                tokio::time::sleep(shared.faults.delay).await;
+            }
+            reply(w, "250 2.0.0 OK queued").await?;
+            Ok(!close)
+        }
+    }
 }
 
 fn ehlo_reply(faults: &Faults, offer_starttls: bool) -> String {
