@@ -580,6 +580,27 @@ fn a_refused_password_exits_78_leaves_every_digest_pending_and_the_fixed_run_sen
 }
 
 #[test]
+fn every_message_id_is_in_the_ledger_before_the_first_message_reaches_the_server() {
+    let http = hf_server();
+    // The server records each message at its final dot, then holds its reply a while.
+    let smtp = SmtpServer::start(Faults::none().slow(Duration::from_millis(300)));
+    let site = Site::new(&http.url(), smtp.port(), "");
+    let mut child = site.cmd(&["run"], NOW).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let start = Instant::now();
+    while smtp.messages().is_empty() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Read by another connection while the first message waits for its reply.
+    let planned = planned_message_ids(&site);
+    let first = smtp.messages()[0].clone();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(planned.len(), 3, "every digest is committed before any is sent: {planned:?}");
+    assert_eq!(planned.get(&recipient(&first)), first.message_id().as_ref());
+    let received = received_message_ids(&smtp);
+    assert_eq!(received, planned.into_iter().map(|(to, id)| (to, vec![id])).collect());
+}
+
+#[test]
 fn a_554_greeting_exits_75_and_marks_no_subscriber_failed() {
     let http = hf_server();
     let smtp = SmtpServer::start(Faults::none().greeting("554 5.7.1 No SMTP service for you"));
@@ -669,6 +690,7 @@ fn untrusted_certificates_and_a_server_without_tls_exit_78_saying_what_to_fix() 
             true,
             "set mail.smtp.host",
         ),
+        ("the CA as the server's", "tls", Some(Tls::Implicit(ca.as_server())), true, "is a CA certificate"),
         ("plaintext server, tls", "tls", None, true, "did not answer in TLS"),
         ("plaintext server, starttls", "starttls", None, true, "does not offer STARTTLS"),
     ];

@@ -161,6 +161,7 @@ impl Faults {
 /// A certificate authority made for one test, and server certificates it signs.
 pub struct TestCa {
     pem: String,
+    der: CertificateDer<'static>,
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
 }
 
@@ -173,7 +174,7 @@ impl TestCa {
         params.distinguished_name.push(rcgen::DnType::CommonName, "paper-digest test CA");
         let key = rcgen::KeyPair::generate().expect("CA key");
         let cert = params.self_signed(&key).expect("CA certificate");
-        TestCa { pem: cert.pem(), issuer: rcgen::Issuer::new(params, key) }
+        TestCa { pem: cert.pem(), der: cert.der().clone(), issuer: rcgen::Issuer::new(params, key) }
     }
 
     /// The CA certificate, PEM: what `ca_file` names.
@@ -190,6 +191,13 @@ impl TestCa {
                 .expect("server parameters");
         let cert = params.signed_by(&key, &self.issuer).expect("server certificate");
         server_config(cert.der().clone(), &key)
+    }
+}
+
+impl TestCa {
+    /// A server that presents the CA certificate itself, as a misconfigured relay does.
+    pub fn as_server(&self) -> Arc<ServerConfig> {
+        server_config(self.der.clone(), self.issuer.key())
     }
 }
 
