@@ -163,7 +163,7 @@ impl SmtpPool {
         };
         self.limiter.wait().await;
         let (mut conn, probed) = self.checkout().await?;
-        match self.transaction(&mut conn, envelope, email).await {
+        match self.transaction(&mut conn, envelope, email, probed).await {
             Ok(()) => {
                 self.idle_list().push(Parked { conn, at: Some(Instant::now()) });
                 Ok(())
@@ -185,13 +185,15 @@ impl SmtpPool {
         }
     }
 
-    /// MAIL, RCPT, DATA and the content, each step bounded by its timeout. On failure,
-    /// also whether the server replied (the connection is in a known state).
+    /// MAIL, RCPT, DATA and the content, each step bounded by its timeout, on a
+    /// connection known to be alive (`alive`) or parked moments ago. On failure, also
+    /// whether the server replied (the connection is in a known state).
     async fn transaction(
         &self,
         conn: &mut AsyncSmtpConnection,
         envelope: &Envelope,
         email: &[u8],
+        alive: bool,
     ) -> Result<(), (Failure, bool)> {
         let mut options = Vec::new();
         let info = conn.server_info();
@@ -220,11 +222,15 @@ impl SmtpPool {
                 options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
             }
         }
-        self.step(conn, Step::Mail, Mail::new(envelope.from().cloned(), options)).await?;
+        // A session that goes silent before it takes the sender (a server that hangs up
+        // after EHLO) is the server's failure, unless it was a parked connection that had
+        // died meanwhile: then the message is tried again on another.
+        let mail = if alive { Stage::Session } else { Stage::Message };
+        self.step(conn, Step::Mail, mail, Mail::new(envelope.from().cloned(), options)).await?;
         for to in envelope.to() {
-            self.step(conn, Step::Rcpt, Rcpt::new(to.clone(), Vec::new())).await?;
+            self.step(conn, Step::Rcpt, Stage::Message, Rcpt::new(to.clone(), Vec::new())).await?;
         }
-        self.step(conn, Step::Data, Data).await?;
+        self.step(conn, Step::Data, Stage::Message, Data).await?;
         // The content and the reply to its final dot. RFC 5321 §4.5.3.2.6 gives the server
         // ten minutes for that reply, as it may be queueing the message meanwhile.
         match tokio::time::timeout(self.data_timeout, conn.message(email)).await {
@@ -243,22 +249,22 @@ impl SmtpPool {
         }
     }
 
-    /// One command of a transaction and its reply, within `timeout`.
+    /// One command of a transaction and its reply, within `timeout`; `silent` is whom a
+    /// missing reply is blamed on.
     async fn step(
         &self,
         conn: &mut AsyncSmtpConnection,
         step: Step,
+        silent: Stage,
         command: impl fmt::Display,
     ) -> Result<(), (Failure, bool)> {
         match tokio::time::timeout(self.timeout, conn.command(command)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) if e.status().is_some() => Err((self.reply_failure(step, &e), true)),
-            // Nothing of the message has gone out yet: another attempt is safe. A session
-            // that ends before it takes the sender (a server that hangs up after EHLO) is
-            // the server's failure; later, the message's.
+            // Nothing of the message has gone out yet: another attempt is safe.
             Ok(Err(e)) => Err((
                 Failure {
-                    stage: if step == Step::Mail { Stage::Session } else { Stage::Message },
+                    stage: silent,
                     transient: true,
                     unconfirmed: false,
                     message: format!("connection to {} lost: {e}", self.endpoint()),
@@ -267,7 +273,7 @@ impl SmtpPool {
             )),
             Err(_) => Err((
                 Failure {
-                    stage: if step == Step::Mail { Stage::Session } else { Stage::Message },
+                    stage: silent,
                     transient: true,
                     unconfirmed: false,
                     message: format!(
@@ -428,7 +434,7 @@ impl SmtpPool {
     fn tls_failure(&self, e: &SmtpError) -> Option<Failure> {
         let explained = match tls::handshake_error(e) {
             Some(tls_error) => tls::explain(tls_error, &self.host),
-            None if e.is_tls() => format!("TLS with {} failed: {e}", self.endpoint()),
+            None if e.is_tls() => e.to_string(),
             None => return None,
         };
         Some(Failure::session(false, format!("TLS with {}: {explained}", self.endpoint())))
