@@ -781,9 +781,21 @@ fn retry_failed_resends_the_failed_digests_of_the_edition_with_their_original_me
     assert_eq!(site.count("SELECT COUNT(*) FROM deliveries WHERE status = 'failed'"), 1);
     let bob = planned_message_ids(&site)["bob@example.org"].clone();
 
+    // Retried before the mailbox is fixed: refused again, still failed, findable again.
+    let out = site.run(&["retry", "--failed"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("bob@example.org") && stderr(&out).contains("550"), "{}", stderr(&out));
+    // With the server unreachable: exit 75, and the digest stays failed for the next retry.
+    let closed = SmtpServer::closed_port();
+    site.edit_config(|c| c.replace(&format!("port = {}", smtp.port()), &format!("port = {closed}")));
+    let out = site.run(&["retry", "--failed"]);
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert_eq!(site.count("SELECT COUNT(*) FROM deliveries WHERE status = 'failed'"), 1);
+    assert_eq!(smtp.messages().len(), 2, "alice and carol only");
+
     // The mailbox was fixed: the next server takes bob's mail.
     let fixed = SmtpServer::start(Faults::none());
-    site.edit_config(|c| c.replace(&format!("port = {}", smtp.port()), &format!("port = {}", fixed.port())));
+    site.edit_config(|c| c.replace(&format!("port = {closed}"), &format!("port = {}", fixed.port())));
     let out = site.run(&["retry", "--failed", "--edition", "2024-11-27"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(

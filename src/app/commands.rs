@@ -201,8 +201,10 @@ pub(super) async fn resend(
 }
 
 /// `retry --failed`: puts an edition's failed digests back to pending and sends them
-/// now, each with its original Message-ID and papers. A failed session leaves them
-/// pending and ends the command (75, or 78 when the configuration must change).
+/// now, one at a time, each with its original Message-ID and papers. One not accepted
+/// (again refused, deferred, or not offered because the session failed: exit 75, or 78
+/// when the configuration must change) is left `failed` with the new reason, so that the
+/// next `retry --failed` finds it: `run` only plans the current edition.
 pub(super) async fn retry_failed(cfg: &Config, edition: Option<NaiveDate>, now: DateTime<Utc>) -> Result<u8> {
     let store = Store::open(&cfg.digest.database)?;
     let failed = store.failed_digests(edition)?;
@@ -217,14 +219,11 @@ pub(super) async fn retry_failed(cfg: &Config, edition: Option<NaiveDate>, now: 
         })?;
         return Ok(exit::OK);
     }
-    let ids: Vec<i64> = failed.iter().map(|d| d.id).collect();
-    store.requeue(&ids, now)?;
     let renderer = renderer_for(cfg)?;
     let mailer = Mailer::new(&cfg.mail)?;
     let mut summary = super::RunSummary::default();
     for row in failed {
-        // A subscriber removed from the config since keeps the row failed-then-pending;
-        // it is named, and skipped.
+        // A subscriber removed from the config since keeps the row failed; it is named.
         let Some(sub) = cfg.subscriber(&row.subscriber) else {
             store.record_outcomes(
                 &[Outcome::Failed { id: row.id, error: "no longer a subscriber in the config".into() }],
@@ -250,11 +249,19 @@ pub(super) async fn retry_failed(cfg: &Config, edition: Option<NaiveDate>, now: 
         let result = if summary.transport_down {
             Sent::Unsent("not offered: the mail session failed".into())
         } else {
+            store.requeue(&[row.id], now)?;
             send_one(cfg, &store, &renderer, &mailer, &job, &papers, now).await
         };
-        if let Some(outcome) = super::outcome(&job, result, &mut summary) {
-            store.record_outcomes(&[outcome], now)?;
-        }
+        let outcome = match super::outcome(&job, result, &mut summary) {
+            Some(sent @ Outcome::Sent { .. }) => sent,
+            Some(
+                Outcome::Failed { error, .. }
+                | Outcome::Deferred { error, .. }
+                | Outcome::Unsent { error, .. },
+            ) => Outcome::Failed { id: row.id, error },
+            None => Outcome::Failed { id: row.id, error: row.last_error.unwrap_or_default() },
+        };
+        store.record_outcomes(&[outcome], now)?;
     }
     mailer.close().await;
     for e in &summary.errors {
