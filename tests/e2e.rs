@@ -712,6 +712,7 @@ fn untrusted_certificates_and_a_server_without_tls_exit_78_saying_what_to_fix() 
         assert!(err.contains(advice), "{what}: {err}");
         assert!(!err.contains("OtherError") && !err.contains("s3cret"), "{what}: {err}");
         assert!(!smtp.saw_command("AUTH"), "{what}: credentials went to an unverified server");
+        assert_eq!(smtp.connections(), 1, "{what}: a configuration error is not retried");
         assert!(smtp.messages().is_empty(), "{what}");
         assert_eq!(ledger(&site), pending(3), "{what}");
     }
