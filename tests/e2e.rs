@@ -665,6 +665,25 @@ fn starttls_and_implicit_tls_deliver_with_the_private_ca_in_ca_file_and_never_au
 }
 
 #[test]
+fn a_ca_in_the_system_trust_store_is_trusted_without_ca_file() {
+    let ca = TestCa::new();
+    let http = hf_server();
+    let smtp = SmtpServer::start(
+        Faults::none().auth("digest", "s3cret").tls(Tls::Starttls(ca.server(&["127.0.0.1"]))),
+    );
+    let site = Site::new(&http.url(), smtp.port(), "");
+    std::fs::write(site.path("system-roots.pem"), ca.pem()).unwrap();
+    write_password(&site, "s3cret");
+    secure_smtp(&site, "starttls", "");
+    // The system store is read the OpenSSL way, so $SSL_CERT_FILE stands in for /etc/ssl.
+    let out = site.cmd(&["run"], NOW).env("SSL_CERT_FILE", site.path("system-roots.pem")).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(smtp.messages().len(), 3);
+    assert!(!smtp.saw_command_in_clear("AUTH"));
+    assert_eq!(ledger(&site), sent(3));
+}
+
+#[test]
 fn untrusted_certificates_and_a_server_without_tls_exit_78_saying_what_to_fix() {
     let ca = TestCa::new();
     let cases = [
