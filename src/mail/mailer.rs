@@ -120,7 +120,10 @@ impl Mailer {
                     message: format!("cannot create the outbox folder {}: {e}", dir.display()),
                 })?;
                 inner.send_raw(envelope, &email).await.map(drop).map_err(|e| Error::Transport {
-                    transient: false,
+                    // A full disk empties; a missing permission needs a fix.
+                    transient: io_kind(&e).is_some_and(|k| {
+                        matches!(k, std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+                    }),
                     message: format!("cannot write a .eml file into {}: {e}", dir.display()),
                 })
             }
@@ -220,6 +223,18 @@ fn to_error(failure: Failure, recipient: &str) -> Error {
     }
 }
 
+/// The kind of the I/O error behind an error, if one is.
+fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        next = err.source();
+    }
+    None
+}
+
 fn check_dir(dir: &Path) -> Result<String> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() && !m.permissions().readonly() => {
@@ -282,6 +297,14 @@ mod tests {
             Error::Mail { recipient, transient: false, .. } => assert_eq!(recipient, "a@example.org"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_io_error_behind_a_wrapped_error_is_found() {
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let wrapped = Error::Io { path: "outbox".into(), source: full };
+        assert_eq!(io_kind(&wrapped), Some(std::io::ErrorKind::StorageFull));
+        assert_eq!(io_kind(&Error::NotFound("x".into())), None);
     }
 
     #[test]
