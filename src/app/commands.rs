@@ -303,12 +303,9 @@ pub(super) async fn explain(
 }
 
 pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8> {
-    // Read-only when the database exists: status works on a read-only file or folder.
-    let store = if cfg.digest.database.exists() {
-        Store::open_read_only(&cfg.digest.database)?
-    } else {
-        Store::open(&cfg.digest.database)?
-    };
+    // Read-only when it can be (status works on a read-only file or folder); else, as for
+    // a new database or one an upgrade has yet to migrate, opened as every command does.
+    let store = Store::open_read_only(&cfg.digest.database).or_else(|_| Store::open(&cfg.digest.database))?;
     let last_run = store.last_run()?;
     let last_success = store.last_success_run()?;
     let next_run = schedule::next_run(&cfg.digest.schedule, cfg.digest.timezone, now);
