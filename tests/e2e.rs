@@ -878,27 +878,48 @@ fn a_database_another_process_holds_exits_75_naming_it_and_sends_nothing() {
 }
 
 #[test]
-fn a_full_disk_exits_75_naming_the_database_and_sends_nothing() {
-    let http = hf_server();
-    let smtp = SmtpServer::start(Faults::none());
-    let site = Site::new(&http.url(), smtp.port(), "");
-    assert_eq!(code(&site.run(&["fetch"])), 0);
+fn a_full_disk_exits_75_naming_the_database_and_the_next_run_leaves_everyone_one_digest() {
     // A file-size limit stands in for a full disk: SQLite cannot grow its files. The shell
-    // ignores SIGXFSZ (and the binary inherits that), so a write fails instead of killing it.
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("trap '' XFSZ; exec prlimit --fsize=8192 -- \"$@\"")
-        .arg("sh")
-        .arg(site.cmd(&["run"], NOW).get_program())
-        .args(site.cmd(&["run"], NOW).get_args())
-        .env_remove("PAPER_DIGEST_CONFIG")
-        .output()
-        .unwrap();
-    let err = stderr(&out);
-    assert_eq!(code(&out), 75, "{err}");
-    assert!(err.contains("db.sqlite3") && err.contains("disk full"), "{err}");
-    assert!(smtp.messages().is_empty());
-    assert_eq!(site.count("SELECT COUNT(*) FROM deliveries WHERE status = 'sent'"), 0);
+    // ignores SIGXFSZ (and the binary inherits that), so a write fails instead of killing
+    // it. 8 KiB fails before anything is sent; 64 KiB part-way through the sends.
+    let mut report = Vec::new();
+    for limit in [8192, 65536] {
+        let http = hf_server();
+        let smtp = SmtpServer::start(Faults::none());
+        let site = Site::new(&http.url(), smtp.port(), "");
+        assert_eq!(code(&site.run(&["fetch"])), 0);
+        let run = site.cmd(&["run"], NOW);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("trap '' XFSZ; exec prlimit --fsize={limit} -- \"$@\""))
+            .arg("sh")
+            .arg(run.get_program())
+            .args(run.get_args())
+            .env_remove("PAPER_DIGEST_CONFIG")
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        let before = smtp.messages().len();
+        if limit == 8192 || code(&out) != 0 {
+            assert_eq!(code(&out), 75, "limit {limit}: {err}");
+            assert!(err.contains(&site.path("db.sqlite3").display().to_string()), "limit {limit}: {err}");
+            assert!(err.contains("is the disk full?"), "limit {limit}: {err}");
+        }
+        if limit == 8192 {
+            assert_eq!(before, 0, "nothing is sent when the database cannot be written");
+        }
+
+        let out = site.run(&["run"]);
+        assert_eq!(code(&out), 0, "limit {limit}: {}", stderr(&out));
+        let received = received_message_ids(&smtp);
+        assert_eq!(received.len(), 3, "limit {limit}: a subscriber went without a digest: {received:?}");
+        for (to, ids) in &received {
+            assert!(ids.iter().all(|id| id == &ids[0]), "limit {limit}: {to} got two different digests");
+        }
+        assert_eq!(ledger(&site), sent(3), "limit {limit}");
+        report.push(format!("file-size limit {limit:>5}: {before} sent before the write failed"));
+    }
+    println!("{}", report.join("\n"));
 }
 
 #[cfg(unix)]
