@@ -264,6 +264,11 @@ pub(super) async fn retry_failed(cfg: &Config, edition: Option<NaiveDate>, now: 
         store.record_outcomes(&[outcome], now)?;
     }
     mailer.close().await;
+    if let Some(e) = &summary.session_error {
+        eprintln!(
+            "paper-digest: mail session failed: {e}; the digests not sent stay failed for the next `retry --failed`"
+        );
+    }
     for e in &summary.errors {
         eprintln!("paper-digest: {e}");
     }

@@ -58,6 +58,9 @@ pub struct RunSummary {
     pub config_fault: bool,
     /// Digests left pending, with their Message-IDs, by the failed session.
     pub pending: usize,
+    /// Why the mail session failed, the first time it did in this run.
+    #[serde(skip)]
+    pub session_error: Option<String>,
     /// One line per failed source or subscriber.
     pub errors: Vec<String>,
     #[serde(with = "millis")]
@@ -439,23 +442,24 @@ async fn run_inner(
     }
     progress.finish_and_clear();
     mailer.close().await;
-    if let Some(error) = summary.errors.iter().position(|e| e.starts_with(SESSION_FAILED)) {
+    if let Some(line) = summary.session_failure() {
         // First, so that the run's recorded error (`status`, the alert) is the reason.
-        let line = summary.errors.remove(error);
-        let fix = if summary.config_fault { " once the configuration is fixed" } else { "" };
-        summary.errors.insert(
-            0,
-            format!(
-                "{line}; no subscriber is marked failed: {} digest(s) stay pending with their Message-IDs and go out with the next run{fix}",
-                summary.pending
-            ),
-        );
+        summary.errors.insert(0, line);
     }
     Ok(summary)
 }
 
-/// How the summary line of a failed mail session begins.
-const SESSION_FAILED: &str = "mail session failed";
+impl RunSummary {
+    /// The line that says the mail session failed, why, and what became of the digests.
+    fn session_failure(&self) -> Option<String> {
+        let error = self.session_error.as_ref()?;
+        let fix = if self.config_fault { " once the configuration is fixed" } else { "" };
+        Some(format!(
+            "mail session failed: {error}; no subscriber is marked failed: {} digest(s) stay pending with their Message-IDs and go out with the next run{fix}",
+            self.pending
+        ))
+    }
+}
 
 /// Decides, per subscriber of a chunk, what to send: a retry of an unfinished ledger row
 /// (same Message-ID, same papers) or a fresh ranking recorded as pending before any attempt.
@@ -834,9 +838,7 @@ fn outcome(job: &Job<'_>, result: Sent, summary: &mut RunSummary) -> Option<Outc
         }
         Sent::SessionFailed { config, error } => {
             summary.pending += 1;
-            if !summary.transport_down {
-                summary.errors.push(format!("{SESSION_FAILED}: {error}"));
-            }
+            summary.session_error.get_or_insert_with(|| error.clone());
             summary.transport_down = true;
             summary.config_fault |= config;
             Some(Outcome::Unsent { id, error })
