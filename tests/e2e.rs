@@ -793,6 +793,32 @@ fn an_unanswered_final_dot_is_not_resent_within_the_run_and_the_next_run_sends_o
 }
 
 #[test]
+fn a_server_that_answers_no_final_dot_stops_the_run_after_concurrency_messages_and_leaves_the_rest_pending() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none().withhold_final_reply(usize::MAX));
+    let site = Site::with_subscribers(&http.url(), smtp.port(), "", &readers(40));
+    site.edit_config(|c| c.replace("security = \"none\"", "security = \"none\"\ndata_timeout_secs = 1"));
+
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(stderr(&out).contains("in a row got no reply to their final dot"), "{}", stderr(&out));
+    let swallowed = smtp.messages().len() as i64;
+    // Four in flight at once (concurrency 4); a few more may start before the fourth
+    // times out. Each went out once and waits, deferred, for the next run.
+    assert!((4..8).contains(&swallowed), "{swallowed} messages went into the void");
+    let ledger = ledger(&site);
+    assert_eq!(ledger.get("deferred"), Some(&swallowed), "{ledger:?}");
+    assert_eq!(ledger.get("pending"), Some(&(40 - swallowed)), "{ledger:?}");
+
+    let fixed = SmtpServer::start(Faults::none());
+    site.edit_config(|c| c.replace(&format!("port = {}", smtp.port()), &format!("port = {}", fixed.port())));
+    let planned = planned_message_ids(&site);
+    assert_eq!(code(&site.run(&["run"])), 0);
+    let received = received_message_ids(&fixed);
+    assert_eq!(received, planned.into_iter().map(|(to, id)| (to, vec![id])).collect());
+}
+
+#[test]
 fn retry_failed_resends_the_failed_digests_of_the_edition_with_their_original_message_ids() {
     let http = hf_server();
     let smtp = SmtpServer::start(Faults::none().reject_rcpt("bob@example.org"));

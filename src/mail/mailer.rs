@@ -10,6 +10,7 @@ use lettre::{AsyncFileTransport, AsyncSendmailTransport, AsyncTransport, Message
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Sends messages for one run. Shared by `&` between concurrent senders: the SMTP
@@ -24,6 +25,9 @@ pub struct Mailer {
     /// server that could not be reached or refused the session `max_attempts` times. Later
     /// sends fail at once with it.
     down: Mutex<Option<(bool, String)>>,
+    /// Messages in a row whose final dot got no reply. A server that swallows every such
+    /// reply would otherwise hold the run for `data_timeout` per message.
+    unconfirmed: AtomicUsize,
 }
 
 enum Transport {
@@ -57,6 +61,7 @@ impl Mailer {
             backoff_base: Duration::ZERO,
             concurrency: 1,
             down: Mutex::new(None),
+            unconfirmed: AtomicUsize::new(0),
         };
         Ok(match settings.transport {
             TransportKind::File => single(Transport::File {
@@ -82,6 +87,7 @@ impl Mailer {
                     backoff_base: s.backoff_base,
                     concurrency: s.concurrency.max(1),
                     down: Mutex::new(None),
+                    unconfirmed: AtomicUsize::new(0),
                 }
             }
         })
@@ -153,10 +159,14 @@ impl Mailer {
             let failure = match pool.send(envelope, email).await {
                 Ok(()) => {
                     tracing::debug!(to = %masked, attempt, "accepted by the SMTP server");
+                    self.unconfirmed.store(0, Ordering::Relaxed);
                     return Ok(());
                 }
                 Err(failure) => failure,
             };
+            if failure.unconfirmed {
+                self.count_unconfirmed(&failure);
+            }
             if !failure.transient || failure.unconfirmed || attempt >= self.max_attempts {
                 // The session, not the message, failed; every later send would repeat it.
                 if failure.stage == Stage::Session {
@@ -204,6 +214,24 @@ impl Mailer {
         let down = self.down.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         down.as_ref()
             .map(|(transient, message)| Error::Transport { transient: *transient, message: message.clone() })
+    }
+
+    /// After `concurrency` final dots in a row without a reply, and none confirmed, the
+    /// session is what fails: the rest of the run is left pending instead of waiting
+    /// `data_timeout` for each message.
+    fn count_unconfirmed(&self, failure: &Failure) {
+        let streak = self.unconfirmed.fetch_add(1, Ordering::Relaxed) + 1;
+        if streak >= self.concurrency.max(2) {
+            self.set_down(&Failure {
+                stage: Stage::Session,
+                transient: true,
+                unconfirmed: false,
+                message: format!(
+                    "{streak} messages in a row got no reply to their final dot; the last: {}",
+                    failure.message
+                ),
+            });
+        }
     }
 
     fn set_down(&self, failure: &Failure) {
