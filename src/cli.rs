@@ -69,6 +69,16 @@ pub enum Command {
         #[arg(long, value_name = "YYYY-MM-DD")]
         edition: Option<NaiveDate>,
     },
+    /// Send again the digests that failed permanently (after fixing the cause), with their
+    /// original Message-IDs
+    Retry {
+        /// Retry the failed digests (required: the only kind of retry there is)
+        #[arg(long, required = true)]
+        failed: bool,
+        /// The edition (digest date); default: the latest one with failed digests
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        edition: Option<NaiveDate>,
+    },
     /// Say why a paper ranked where it did for a subscriber, or why it was left out
     Explain {
         #[arg(long, value_name = "EMAIL")]

@@ -200,9 +200,12 @@ struct RawSmtp {
     max_attempts: u32,
     #[serde(default = "smtp_timeout")]
     timeout_secs: f64,
+    #[serde(default = "smtp_data_timeout")]
+    data_timeout_secs: f64,
     #[serde(default = "smtp_backoff")]
     backoff_base_ms: u64,
     helo_name: Option<String>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -290,8 +293,21 @@ fn smtp_attempts() -> u32 {
 fn smtp_timeout() -> f64 {
     30.0
 }
+/// RFC 5321 §4.5.3.2.6 asks a client to wait 10 minutes for the reply to the final dot;
+/// five covers every real server's queueing delay without holding a run for long.
+fn smtp_data_timeout() -> f64 {
+    300.0
+}
 fn smtp_backoff() -> u64 {
     1000
+}
+
+/// Whether mail to `host` stays on this machine: an IP literal in 127.0.0.0/8, `::1`, or
+/// exactly `localhost`. A name that merely starts with `127.` can point anywhere.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    host.eq_ignore_ascii_case("localhost")
+        || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -447,9 +463,14 @@ pub struct SmtpSettings {
     pub rate_limit: Option<f64>,
     pub max_per_hour: Option<u32>,
     pub max_attempts: u32,
+    /// For each command and for the greeting.
     pub timeout: Duration,
+    /// For sending a message's content and waiting for the reply to its final dot.
+    pub data_timeout: Duration,
     pub backoff_base: Duration,
     pub helo_name: Option<String>,
+    /// PEM certificates trusted besides the system store and the webpki roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -954,9 +975,7 @@ impl Validator<'_> {
                 "give only one of `password_env`, `password_file`, `password_credential`",
             ));
         }
-        let local =
-            matches!(s.host.as_str(), "localhost" | "127.0.0.1" | "::1") || s.host.starts_with("127.");
-        if s.security == Security::None && !local && !s.allow_insecure {
+        if s.security == Security::None && !is_loopback(&s.host) && !s.allow_insecure {
             return Err(self.err(
                 "mail.smtp.security",
                 format!("\"none\" sends the password and the mail in clear text to {}; use \"starttls\" or \"tls\", or set allow_insecure = true", s.host),
@@ -979,6 +998,7 @@ impl Validator<'_> {
                 "a username needs a password: set `password_env`, `password_file` or `password_credential`",
             ));
         }
+        let ca_file = self.ca_file(s.ca_file.as_deref())?;
         let port = s.port.unwrap_or(match s.security {
             Security::Tls => 465,
             Security::Starttls => 587,
@@ -995,9 +1015,30 @@ impl Validator<'_> {
             max_per_hour: s.max_per_hour,
             max_attempts: s.max_attempts,
             timeout: self.positive("mail.smtp.timeout_secs", s.timeout_secs)?,
+            data_timeout: self.positive("mail.smtp.data_timeout_secs", s.data_timeout_secs)?,
             backoff_base: Duration::from_millis(s.backoff_base_ms),
             helo_name: s.helo_name,
+            ca_file,
         })
+    }
+
+    /// The `ca_file`, resolved next to the config, once it is known to hold a certificate.
+    fn ca_file(&self, file: Option<&Path>) -> Result<Option<PathBuf>> {
+        let Some(file) = file else { return Ok(None) };
+        let path = self.resolve(file);
+        let pem = std::fs::read(&path)
+            .map_err(|e| self.err("mail.smtp.ca_file", format!("cannot read {}: {e}", path.display())))?;
+        match crate::mail::pem_certificates(&pem) {
+            Ok(0) => Err(self.err(
+                "mail.smtp.ca_file",
+                format!(
+                    "{} holds no certificate; expected PEM (-----BEGIN CERTIFICATE-----)",
+                    path.display()
+                ),
+            )),
+            Ok(_) => Ok(Some(path)),
+            Err(e) => Err(self.err("mail.smtp.ca_file", format!("{}: {e}", path.display()))),
+        }
     }
 
     fn password(&self, s: &RawSmtp) -> Result<Option<Secret>> {
@@ -1301,6 +1342,56 @@ password_env = "PW"
         let text = "[mail]\nfrom = \"a@b.org\"\ntransport = \"smtp\"\n[mail.smtp]\nhost = \"mail.example.org\"\nsecurity = \"none\"\n";
         let e = parse(text).unwrap_err().to_string();
         assert!(e.contains("mail.smtp.security"), "{e}");
+    }
+
+    #[test]
+    fn only_loopback_literals_and_localhost_count_as_local() {
+        for local in ["localhost", "LOCALHOST", "127.0.0.1", "127.8.9.10", "::1", "[::1]"] {
+            assert!(is_loopback(local), "{local}");
+        }
+        for remote in [
+            "127.0.0.1.evil.example",
+            "localhost.evil.example",
+            "127.example",
+            "128.0.0.1",
+            "::2",
+            "10.0.0.1",
+            "",
+        ] {
+            assert!(!is_loopback(remote), "{remote}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_name_under_a_loopback_prefix_is_never_local(label in "[a-z][a-z0-9-]{0,20}") {
+            let host = format!("127.0.0.1.{label}");
+            proptest::prop_assert!(!is_loopback(&host));
+            let host = format!("localhost.{label}");
+            proptest::prop_assert!(!is_loopback(&host));
+        }
+
+        #[test]
+        fn every_address_in_127_slash_8_is_local(b in 0u8.., c in 0u8.., d in 0u8..) {
+            let host = format!("127.{b}.{c}.{d}");
+            proptest::prop_assert!(is_loopback(&host));
+        }
+    }
+
+    #[test]
+    fn a_ca_file_without_a_certificate_is_a_config_error_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "not a certificate\n").unwrap();
+        let text = "[mail]\nfrom = \"a@b.org\"\ntransport = \"smtp\"\n[mail.smtp]\nhost = \"mail.example.org\"\nca_file = \"ca.pem\"\n";
+        let e = Config::parse_with(text, &dir.path().join("c.toml"), dir.path(), &|_| None).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::CONFIG);
+        assert!(
+            e.to_string().contains("mail.smtp.ca_file") && e.to_string().contains("no certificate"),
+            "{e}"
+        );
+        let missing = text.replace("ca.pem", "nope.pem");
+        let e = Config::parse_with(&missing, &dir.path().join("c.toml"), dir.path(), &|_| None).unwrap_err();
+        assert!(e.to_string().contains("nope.pem"), "{e}");
     }
 
     /// Parses `config` with `list` written to `subs.jsonl` in a fresh folder (the config's).

@@ -12,9 +12,11 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// Some subscribers (or sources) failed; the others went through.
     pub const PARTIAL: u8 = 1;
-    /// Temporary failure: no source or no mail server reachable. Retry later.
+    /// Temporary failure: no source or no mail server reachable, the mail server refused
+    /// the session for now, the database busy or its disk full. Retry later.
     pub const TEMPFAIL: u8 = 75;
-    /// The configuration is wrong; retrying will not help.
+    /// The configuration is wrong (including what the mail server says about it: refused
+    /// credentials, an untrusted certificate, no STARTTLS); retrying will not help.
     pub const CONFIG: u8 = 78;
 }
 
@@ -43,12 +45,21 @@ pub enum Error {
     AllSourcesFailed { failed: usize },
 
     /// The SQLite database could not be opened, migrated, read or written.
-    #[error("database {}: {source}", path.display())]
+    #[error("database {}: {source}{}", path.display(), store_hint(source))]
     Store {
         path: PathBuf,
         #[source]
         source: rusqlite::Error,
     },
+
+    /// The database file was deleted or replaced by another file while a run used it.
+    /// Writing on would record outcomes in a file nobody reads again.
+    #[error(
+        "database {}: the file was {what} while this run used it; stopped before sending more. \
+         Restore the database that was moved away before the next run, or it will plan every digest afresh",
+        path.display()
+    )]
+    StoreReplaced { path: PathBuf, what: String },
 
     /// Another `run` or `daemon` holds the single-instance lock.
     #[error("another paper-digest run holds the lock {} (pid {pid}); try again when it has finished", path.display())]
@@ -67,9 +78,16 @@ pub enum Error {
         message: String,
     },
 
-    /// The mail transport itself cannot be used (server unreachable, TLS refused, AUTH failed).
+    /// The mail transport itself cannot be used: the server is unreachable or refused the
+    /// session (greeting, EHLO, STARTTLS, TLS verification, AUTH, sender). No subscriber is
+    /// to blame; their digests stay pending.
     #[error("mail transport: {message}")]
-    Transport { transient: bool, message: String },
+    Transport {
+        /// True: try again later as is (exit 75). False: the configuration must change
+        /// first (credentials, TLS trust, security mode, sender; exit 78).
+        transient: bool,
+        message: String,
+    },
 
     /// A file or folder could not be read or written.
     #[error("{}: {source}", path.display())]
@@ -82,6 +100,31 @@ pub enum Error {
     /// The user asked for something that does not exist (unknown subscriber, paper, edition).
     #[error("{0}")]
     NotFound(String),
+}
+
+/// Whether a database error goes away by itself: another process holds the database, or
+/// its disk is full (or refuses writes for now: SQLite reports a file-size limit and most
+/// write failures as I/O errors).
+fn store_busy_or_full(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    matches!(
+        e.sqlite_error_code(),
+        Some(C::DatabaseBusy | C::DatabaseLocked | C::DiskFull | C::SystemIoFailure)
+    )
+}
+
+fn store_hint(e: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(C::DatabaseBusy | C::DatabaseLocked) => {
+            " (another process holds it; paper-digest exits 75 and the next run tries again)"
+        }
+        Some(C::DiskFull | C::SystemIoFailure) => {
+            " (could not write: is the disk full? paper-digest exits 75 and the next run tries again)"
+        }
+        Some(C::ReadOnly) => " (the file or its folder is not writable by this user)",
+        _ => "",
+    }
 }
 
 fn location(path: &std::path::Path, line: Option<usize>, column: Option<usize>, key: Option<&str>) -> String {
@@ -103,12 +146,10 @@ impl Error {
     /// The process exit code this error maps to when it ends a command.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config { .. } => exit::CONFIG,
-            Error::AllSourcesFailed { .. }
-            | Error::Locked { .. }
-            | Error::Fetch { transient: true, .. }
-            | Error::Transport { transient: true, .. }
-            | Error::Mail { transient: true, .. } => exit::TEMPFAIL,
+            Error::Config { .. }
+            | Error::Transport { transient: false, .. }
+            | Error::StoreReplaced { .. } => exit::CONFIG,
+            e if e.is_transient() => exit::TEMPFAIL,
             _ => exit::PARTIAL,
         }
     }
@@ -122,7 +163,11 @@ impl Error {
                 | Error::Transport { transient: true, .. }
                 | Error::AllSourcesFailed { .. }
                 | Error::Locked { .. }
-        )
+        ) || match self {
+            Error::Store { source, .. } => store_busy_or_full(source),
+            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
+            _ => false,
+        }
     }
 
     pub(crate) fn store(path: impl Into<PathBuf>, source: rusqlite::Error) -> Self {
@@ -163,6 +208,30 @@ mod tests {
         };
         assert_eq!(e.to_string(), "cfg.toml:3:7: key `digest.max_paper`: unknown key");
         assert_eq!(e.exit_code(), exit::CONFIG);
+    }
+
+    #[test]
+    fn a_busy_or_full_database_is_temporary_and_names_the_path() {
+        let busy =
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);
+        let e = Error::store("/var/lib/paper-digest/db.sqlite3", busy);
+        assert_eq!(e.exit_code(), exit::TEMPFAIL);
+        assert!(e.to_string().contains("/var/lib/paper-digest/db.sqlite3"), "{e}");
+        let full =
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL), None);
+        let e = Error::store("db.sqlite3", full);
+        assert_eq!(e.exit_code(), exit::TEMPFAIL);
+        assert!(e.to_string().contains("disk full"), "{e}");
+        let corrupt =
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT), None);
+        assert_eq!(Error::store("db.sqlite3", corrupt).exit_code(), exit::PARTIAL);
+    }
+
+    #[test]
+    fn a_session_the_configuration_must_fix_exits_78() {
+        let e = Error::Transport { transient: false, message: "535 bad credentials".into() };
+        assert_eq!(e.exit_code(), exit::CONFIG);
+        assert!(!e.is_transient());
     }
 
     #[test]

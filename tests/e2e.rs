@@ -12,7 +12,7 @@ mod site;
 use http_server::{HttpServer, Reply, Route};
 use mail_parser::{MessageParser, MimeHeaders};
 use site::{NOW, Site, code, hf_server, stderr};
-use smtp_server::{Faults, Received, SmtpServer};
+use smtp_server::{Faults, Received, SmtpServer, TestCa, Tls, self_signed};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
@@ -312,11 +312,13 @@ fn starttls_required_against_a_plaintext_only_server_is_refused_before_auth() {
         )
     });
     let out = site.run(&["run"]);
-    assert_ne!(code(&out), 0);
+    assert_eq!(code(&out), 78, "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not offer STARTTLS"), "{}", stderr(&out));
     assert!(smtp.messages().is_empty());
     assert!(!smtp.saw_command("AUTH"), "credentials were offered over plaintext");
     assert!(!stderr(&out).contains("s3cret"), "the password reached the log");
     assert_eq!(site.count("SELECT COUNT(*) FROM seen"), 0);
+    assert_eq!(ledger(&site), pending(3), "no subscriber is failed for the server's fault");
 }
 
 #[test]
@@ -486,4 +488,495 @@ fn a_commit_that_fails_fails_the_run_with_the_database_error_and_stops_sending()
     assert_eq!(site.count("SELECT COUNT(*) FROM seen"), 0);
     assert_eq!(site.count("SELECT COUNT(*) FROM runs WHERE status = 'failed'"), 1);
     assert!(smtp.messages().len() < 100, "sending went on for {} messages", smtp.messages().len());
+}
+
+// ---------------------------------------------------------------------------------------
+// Faults of the mail server and of the disk (issue #13)
+
+/// The digest rows by status, e.g. {"pending": 3}.
+fn ledger(site: &Site) -> BTreeMap<String, i64> {
+    let db = site.db();
+    let mut stmt =
+        db.prepare("SELECT status, COUNT(*) FROM deliveries WHERE kind = 'digest' GROUP BY status").unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+fn pending(n: i64) -> BTreeMap<String, i64> {
+    BTreeMap::from([("pending".to_string(), n)])
+}
+
+fn sent(n: i64) -> BTreeMap<String, i64> {
+    BTreeMap::from([("sent".to_string(), n)])
+}
+
+/// Each subscriber's planned Message-ID, from the ledger.
+fn planned_message_ids(site: &Site) -> BTreeMap<String, String> {
+    let db = site.db();
+    let mut stmt = db.prepare("SELECT subscriber, message_id FROM deliveries WHERE kind = 'digest'").unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+/// Each recipient's Message-IDs, as the server received them.
+fn received_message_ids(smtp: &SmtpServer) -> BTreeMap<String, Vec<String>> {
+    let mut by_rcpt: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for m in smtp.messages() {
+        by_rcpt.entry(recipient(&m)).or_default().push(m.message_id().unwrap_or_default());
+    }
+    by_rcpt
+}
+
+/// Writes the SMTP password file (mode 0600, as the config demands).
+fn write_password(site: &Site, password: &str) {
+    let pw = site.path("pw");
+    std::fs::write(&pw, format!("{password}\n")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+/// Replaces the site's `security = "none"` with `security` and AUTH as digest, plus `more`.
+fn secure_smtp(site: &Site, security: &str, more: &str) {
+    site.edit_config(|c| {
+        c.replace(
+            "security = \"none\"",
+            &format!("security = \"{security}\"\nusername = \"digest\"\npassword_file = \"pw\"\n{more}"),
+        )
+    });
+}
+
+#[test]
+fn a_refused_password_exits_78_leaves_every_digest_pending_and_the_fixed_run_sends_the_same_message_ids() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none().auth("digest", "s3cret"));
+    let site = Site::new(&http.url(), smtp.port(), "");
+    write_password(&site, "wrong-password");
+    secure_smtp(&site, "none", "");
+
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 78, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("refused AUTH as digest") && err.contains("mail.smtp.username"), "{err}");
+    assert!(!err.contains("wrong-password"), "the password reached the log");
+    assert!(smtp.messages().is_empty());
+    let auths = smtp.commands().iter().filter(|c| c.starts_with("AUTH")).count();
+    assert_eq!(auths, 1, "a refused password is tried once per run, not once per connection");
+    assert_eq!(ledger(&site), pending(3));
+    assert_eq!(site.count("SELECT COUNT(*) FROM deliveries WHERE attempts > 0"), 0);
+    assert_eq!(site.count("SELECT COUNT(*) FROM seen"), 0);
+    let status = String::from_utf8_lossy(&site.run(&["status"]).stdout).into_owned();
+    assert!(status.contains("(failed): mail session failed") && status.contains("refused AUTH"), "{status}");
+    assert!(status.contains("3 digest(s) stay pending"), "{status}");
+
+    let planned = planned_message_ids(&site);
+    write_password(&site, "s3cret");
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let received = received_message_ids(&smtp);
+    let want: BTreeMap<String, Vec<String>> = planned.into_iter().map(|(to, id)| (to, vec![id])).collect();
+    assert_eq!(received, want, "everyone once, with the Message-ID planned before the refusal");
+    assert_eq!(ledger(&site), sent(3));
+}
+
+#[test]
+fn every_message_id_is_in_the_ledger_before_the_first_message_reaches_the_server() {
+    let http = hf_server();
+    // The server records each message at its final dot, then holds its reply a while.
+    let smtp = SmtpServer::start(Faults::none().slow(Duration::from_millis(300)));
+    let site = Site::new(&http.url(), smtp.port(), "");
+    let mut child = site.cmd(&["run"], NOW).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let start = Instant::now();
+    while smtp.messages().is_empty() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Read by another connection while the first message waits for its reply.
+    let planned = planned_message_ids(&site);
+    let first = smtp.messages()[0].clone();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(planned.len(), 3, "every digest is committed before any is sent: {planned:?}");
+    assert_eq!(planned.get(&recipient(&first)), first.message_id().as_ref());
+    let received = received_message_ids(&smtp);
+    assert_eq!(received, planned.into_iter().map(|(to, id)| (to, vec![id])).collect());
+}
+
+#[test]
+fn a_554_greeting_exits_75_and_marks_no_subscriber_failed() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none().greeting("554 5.7.1 No SMTP service for you"));
+    let site = Site::new(&http.url(), smtp.port(), "");
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(stderr(&out).contains("refused the session (554)"), "{}", stderr(&out));
+    assert!(smtp.messages().is_empty());
+    assert!(!smtp.saw_command("MAIL"));
+    assert_eq!(ledger(&site), pending(3));
+}
+
+#[test]
+fn a_server_that_hangs_up_after_ehlo_exits_75_with_every_digest_pending() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none().close_after_ehlo());
+    let site = Site::new(&http.url(), smtp.port(), "");
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(smtp.messages().is_empty());
+    assert!(smtp.saw_command("EHLO"));
+    assert_eq!(ledger(&site), pending(3));
+    assert_eq!(site.count("SELECT COUNT(*) FROM deliveries WHERE attempts > 0"), 0);
+}
+
+#[test]
+fn a_server_without_a_usable_auth_mechanism_exits_78_naming_the_mechanisms() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none().auth("digest", "s3cret").auth_mechanisms("CRAM-MD5 XOAUTH2"));
+    let site = Site::new(&http.url(), smtp.port(), "");
+    write_password(&site, "s3cret");
+    secure_smtp(&site, "none", "");
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 78, "{}", stderr(&out));
+    assert!(stderr(&out).contains("no AUTH mechanism paper-digest supports"), "{}", stderr(&out));
+    assert!(!smtp.saw_command("AUTH") && smtp.messages().is_empty());
+    assert_eq!(ledger(&site), pending(3));
+}
+
+#[test]
+fn starttls_and_implicit_tls_deliver_with_the_private_ca_in_ca_file_and_never_auth_in_clear() {
+    let ca = TestCa::new();
+    for (security, tls) in [
+        ("starttls", Tls::Starttls(ca.server(&["127.0.0.1"]))),
+        ("tls", Tls::Implicit(ca.server(&["127.0.0.1"]))),
+    ] {
+        let http = hf_server();
+        let smtp = SmtpServer::start(Faults::none().auth("digest", "s3cret").tls(tls));
+        let site = Site::new(&http.url(), smtp.port(), "");
+        std::fs::write(site.path("ca.pem"), ca.pem()).unwrap();
+        write_password(&site, "s3cret");
+        secure_smtp(&site, security, "ca_file = \"ca.pem\"");
+
+        let out = site.run(&["run"]);
+        assert_eq!(code(&out), 0, "{security}: {}", stderr(&out));
+        assert_eq!(smtp.messages().len(), 3, "{security}");
+        assert!(smtp.saw_command("AUTH"), "{security}");
+        assert!(!smtp.saw_command_in_clear("AUTH"), "{security}: AUTH before TLS");
+        assert!(!smtp.saw_command_in_clear("MAIL"), "{security}: mail before TLS");
+        assert_eq!(ledger(&site), sent(3), "{security}");
+    }
+}
+
+#[test]
+fn a_ca_in_the_system_trust_store_is_trusted_without_ca_file() {
+    let ca = TestCa::new();
+    let http = hf_server();
+    let smtp = SmtpServer::start(
+        Faults::none().auth("digest", "s3cret").tls(Tls::Starttls(ca.server(&["127.0.0.1"]))),
+    );
+    let site = Site::new(&http.url(), smtp.port(), "");
+    std::fs::write(site.path("system-roots.pem"), ca.pem()).unwrap();
+    write_password(&site, "s3cret");
+    secure_smtp(&site, "starttls", "");
+    // The system store is read the OpenSSL way, so $SSL_CERT_FILE stands in for /etc/ssl.
+    let out = site.cmd(&["run"], NOW).env("SSL_CERT_FILE", site.path("system-roots.pem")).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(smtp.messages().len(), 3);
+    assert!(!smtp.saw_command_in_clear("AUTH"));
+    assert_eq!(ledger(&site), sent(3));
+}
+
+#[test]
+fn untrusted_certificates_and_a_server_without_tls_exit_78_saying_what_to_fix() {
+    let ca = TestCa::new();
+    let cases = [
+        // (what, security, the server's TLS, ca_file given, the words that say what to fix)
+        (
+            "no ca_file",
+            "starttls",
+            Some(Tls::Starttls(ca.server(&["127.0.0.1"]))),
+            false,
+            "set mail.smtp.ca_file",
+        ),
+        (
+            "self-signed",
+            "tls",
+            Some(Tls::Implicit(self_signed(&["127.0.0.1"]))),
+            true,
+            "set mail.smtp.ca_file",
+        ),
+        (
+            "wrong host",
+            "starttls",
+            Some(Tls::Starttls(ca.server(&["mail.example.org"]))),
+            true,
+            "set mail.smtp.host",
+        ),
+        ("the CA as the server's", "tls", Some(Tls::Implicit(ca.as_server())), true, "is a CA certificate"),
+        ("plaintext server, tls", "tls", None, true, "did not answer in TLS"),
+        ("plaintext server, starttls", "starttls", None, true, "does not offer STARTTLS"),
+    ];
+    for (what, security, tls, with_ca, advice) in cases {
+        let http = hf_server();
+        let faults = Faults::none().auth("digest", "s3cret");
+        let smtp = SmtpServer::start(match tls {
+            Some(tls) => faults.tls(tls),
+            None => faults,
+        });
+        let site = Site::new(&http.url(), smtp.port(), "");
+        std::fs::write(site.path("ca.pem"), ca.pem()).unwrap();
+        write_password(&site, "s3cret");
+        secure_smtp(&site, security, if with_ca { "ca_file = \"ca.pem\"" } else { "" });
+
+        let out = site.run(&["run"]);
+        let err = stderr(&out);
+        assert_eq!(code(&out), 78, "{what}: {err}");
+        assert!(err.contains(advice), "{what}: {err}");
+        assert!(!err.contains("OtherError") && !err.contains("s3cret"), "{what}: {err}");
+        assert!(!smtp.saw_command("AUTH"), "{what}: credentials went to an unverified server");
+        assert_eq!(smtp.connections(), 1, "{what}: a configuration error is not retried");
+        assert!(smtp.messages().is_empty(), "{what}");
+        assert_eq!(ledger(&site), pending(3), "{what}");
+    }
+}
+
+#[test]
+fn plaintext_to_a_name_that_merely_starts_with_127_needs_allow_insecure() {
+    let http = hf_server();
+    let site = Site::new(&http.url(), SmtpServer::closed_port(), "");
+    site.edit_config(|c| c.replace("host = \"127.0.0.1\"", "host = \"127.0.0.1.evil.example\""));
+    let out = site.run(&["check"]);
+    assert_eq!(code(&out), 78, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("mail.smtp.security") && stderr(&out).contains("allow_insecure"),
+        "{}",
+        stderr(&out)
+    );
+
+    site.edit_config(|c| c.replace("security = \"none\"", "security = \"none\"\nallow_insecure = true"));
+    let out = site.run(&["check"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    for local in ["localhost", "127.0.0.2", "::1"] {
+        let site = Site::new(&http.url(), SmtpServer::closed_port(), "");
+        site.edit_config(|c| c.replace("host = \"127.0.0.1\"", &format!("host = \"{local}\"")));
+        let out = site.run(&["check"]);
+        assert_eq!(code(&out), 0, "{local}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn an_unanswered_final_dot_is_not_resent_within_the_run_and_the_next_run_sends_one_copy_with_the_same_message_id()
+ {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none().withhold_final_reply(1));
+    let site = Site::with_subscribers(
+        &http.url(),
+        smtp.port(),
+        "",
+        "[[subscribers]]\nemail = \"alice@example.org\"\ntopics = [\"llm-reasoning\"]\n",
+    );
+    site.edit_config(|c| c.replace("security = \"none\"", "security = \"none\"\ndata_timeout_secs = 1"));
+
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(smtp.messages().len(), 1, "max_attempts = 3, yet one copy: no retry after the final dot");
+    assert_eq!(ledger(&site), BTreeMap::from([("deferred".to_string(), 1)]));
+    let error: String = site.db().query_row("SELECT last_error FROM deliveries", [], |r| r.get(0)).unwrap();
+    assert!(error.contains("may have been accepted"), "{error}");
+
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let ids = &received_message_ids(&smtp)["alice@example.org"];
+    assert_eq!(ids.len(), 2, "one copy per run");
+    assert_eq!(ids[0], ids[1], "the duplicate carries the same Message-ID");
+    assert_eq!(ledger(&site), sent(1));
+    assert_eq!(code(&site.run(&["run"])), 0);
+    assert_eq!(smtp.messages().len(), 2, "and nothing more afterwards");
+}
+
+#[test]
+fn a_server_that_answers_no_final_dot_stops_the_run_after_concurrency_messages_and_leaves_the_rest_pending() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none().withhold_final_reply(usize::MAX));
+    let site = Site::with_subscribers(&http.url(), smtp.port(), "", &readers(40));
+    site.edit_config(|c| c.replace("security = \"none\"", "security = \"none\"\ndata_timeout_secs = 1"));
+
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(stderr(&out).contains("in a row got no reply to their final dot"), "{}", stderr(&out));
+    let swallowed = smtp.messages().len() as i64;
+    // Four in flight at once (concurrency 4); a few more may start before the fourth
+    // times out. Each went out once and waits, deferred, for the next run.
+    assert!((4..8).contains(&swallowed), "{swallowed} messages went into the void");
+    let ledger = ledger(&site);
+    assert_eq!(ledger.get("deferred"), Some(&swallowed), "{ledger:?}");
+    assert_eq!(ledger.get("pending"), Some(&(40 - swallowed)), "{ledger:?}");
+
+    let fixed = SmtpServer::start(Faults::none());
+    site.edit_config(|c| c.replace(&format!("port = {}", smtp.port()), &format!("port = {}", fixed.port())));
+    let planned = planned_message_ids(&site);
+    assert_eq!(code(&site.run(&["run"])), 0);
+    let received = received_message_ids(&fixed);
+    assert_eq!(received, planned.into_iter().map(|(to, id)| (to, vec![id])).collect());
+}
+
+#[test]
+fn retry_failed_resends_the_failed_digests_of_the_edition_with_their_original_message_ids() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none().reject_rcpt("bob@example.org"));
+    let site = Site::new(&http.url(), smtp.port(), "");
+    assert_eq!(code(&site.run(&["run"])), 1);
+    assert_eq!(site.count("SELECT COUNT(*) FROM deliveries WHERE status = 'failed'"), 1);
+    let bob = planned_message_ids(&site)["bob@example.org"].clone();
+
+    // Retried before the mailbox is fixed: refused again, still failed, findable again.
+    let out = site.run(&["retry", "--failed"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("bob@example.org") && stderr(&out).contains("550"), "{}", stderr(&out));
+    // With the server unreachable: exit 75, and the digest stays failed for the next retry.
+    let closed = SmtpServer::closed_port();
+    site.edit_config(|c| c.replace(&format!("port = {}", smtp.port()), &format!("port = {closed}")));
+    let out = site.run(&["retry", "--failed"]);
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert_eq!(site.count("SELECT COUNT(*) FROM deliveries WHERE status = 'failed'"), 1);
+    assert_eq!(smtp.messages().len(), 2, "alice and carol only");
+
+    // The mailbox was fixed: the next server takes bob's mail.
+    let fixed = SmtpServer::start(Faults::none());
+    site.edit_config(|c| c.replace(&format!("port = {closed}"), &format!("port = {}", fixed.port())));
+    let out = site.run(&["retry", "--failed", "--edition", "2024-11-27"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 sent"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let received = received_message_ids(&fixed);
+    assert_eq!(received, BTreeMap::from([("bob@example.org".to_string(), vec![bob])]));
+    assert_eq!(ledger(&site), sent(3));
+    assert!(site.count("SELECT COUNT(*) FROM seen WHERE subscriber = 'bob@example.org'") > 0);
+
+    let out = site.run(&["retry", "--failed"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no failed digests"));
+    assert_eq!(fixed.messages().len(), 1, "nothing sent twice");
+}
+
+#[test]
+fn a_database_moved_away_mid_run_stops_the_run_naming_it() {
+    let (_http, smtp, site) = fetched_site_for_readers(200, Duration::from_millis(20));
+    let child = site
+        .cmd(&["run"], NOW)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while smtp.messages().len() < 5 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::fs::rename(site.path("db.sqlite3"), site.path("moved.sqlite3")).unwrap();
+    let out = exit_within(child, Duration::from_secs(30));
+    let err = stderr(&out);
+    assert_eq!(code(&out), 78, "{err}");
+    assert!(err.contains("db.sqlite3") && err.contains("deleted"), "{err}");
+    let went_out = smtp.messages().len();
+    assert!(went_out < 100, "sending went on for {went_out} messages after the database was gone");
+}
+
+#[test]
+fn a_database_another_process_holds_exits_75_naming_it_and_sends_nothing() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none());
+    let site = Site::new(&http.url(), smtp.port(), "");
+    assert_eq!(code(&site.run(&["fetch"])), 0);
+    let holder = site.db();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    let out = site.run(&["run"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 75, "{err}");
+    assert!(err.contains(&site.path("db.sqlite3").display().to_string()), "names the database: {err}");
+    assert!(err.contains("another process holds it"), "{err}");
+    assert!(smtp.messages().is_empty());
+
+    holder.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(code(&site.run(&["run"])), 0);
+    assert_eq!(smtp.messages().len(), 3);
+}
+
+#[test]
+fn a_full_disk_exits_75_naming_the_database_and_the_next_run_leaves_everyone_one_digest() {
+    // A file-size limit stands in for a full disk: SQLite cannot grow its files. The shell
+    // ignores SIGXFSZ (and the binary inherits that), so a write fails instead of killing
+    // it. 8 KiB fails before anything is sent; 64 KiB part-way through the sends.
+    let mut report = Vec::new();
+    for limit in [8192, 65536] {
+        let http = hf_server();
+        let smtp = SmtpServer::start(Faults::none());
+        let site = Site::new(&http.url(), smtp.port(), "");
+        assert_eq!(code(&site.run(&["fetch"])), 0);
+        let run = site.cmd(&["run"], NOW);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("trap '' XFSZ; exec prlimit --fsize={limit} -- \"$@\""))
+            .arg("sh")
+            .arg(run.get_program())
+            .args(run.get_args())
+            .env_remove("PAPER_DIGEST_CONFIG")
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        let before = smtp.messages().len();
+        if limit == 8192 || code(&out) != 0 {
+            assert_eq!(code(&out), 75, "limit {limit}: {err}");
+            assert!(err.contains(&site.path("db.sqlite3").display().to_string()), "limit {limit}: {err}");
+            assert!(err.contains("is the disk full?"), "limit {limit}: {err}");
+        }
+        if limit == 8192 {
+            assert_eq!(before, 0, "nothing is sent when the database cannot be written");
+        }
+
+        let out = site.run(&["run"]);
+        assert_eq!(code(&out), 0, "limit {limit}: {}", stderr(&out));
+        let received = received_message_ids(&smtp);
+        assert_eq!(received.len(), 3, "limit {limit}: a subscriber went without a digest: {received:?}");
+        for (to, ids) in &received {
+            assert!(ids.iter().all(|id| id == &ids[0]), "limit {limit}: {to} got two different digests");
+        }
+        assert_eq!(ledger(&site), sent(3), "limit {limit}");
+        report.push(format!("file-size limit {limit:>5}: {before} sent before the write failed"));
+    }
+    println!("{}", report.join("\n"));
+}
+
+#[cfg(unix)]
+#[test]
+fn status_reads_a_database_this_user_cannot_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none());
+    let site = Site::new(&http.url(), smtp.port(), "");
+    assert_eq!(code(&site.run(&["run"])), 0);
+    let mode = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    mode(&site.path("db.sqlite3"), 0o444);
+    mode(site.dir.path(), 0o555);
+    // Run as `nobody` where the tests run as root, who could write anyway.
+    let as_root = std::process::Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    let status = site.cmd(&["status"], NOW);
+    let out = if as_root {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(status.get_program())
+            .args(status.get_args())
+            .output()
+            .unwrap()
+    } else {
+        site.run(&["status"])
+    };
+    mode(site.dir.path(), 0o755);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("alice@example.org") && text.contains("sent"), "{text}");
+    assert!(!site.path("db.sqlite3-wal").exists(), "status wrote nothing");
 }

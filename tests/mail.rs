@@ -28,8 +28,10 @@ fn smtp(port: u16) -> SmtpSettings {
         max_per_hour: None,
         max_attempts: 3,
         timeout: Duration::from_secs(5),
+        data_timeout: Duration::from_secs(5),
         backoff_base: Duration::from_millis(5),
         helo_name: Some("client.test".into()),
+        ca_file: None,
     }
 }
 
@@ -240,15 +242,36 @@ async fn connection_dropped_after_the_final_dot_is_transient_and_a_resend_keeps_
 }
 
 #[tokio::test]
-async fn dropped_connection_is_retried_within_send_under_the_same_message_id() {
+async fn a_connection_dropped_after_the_final_dot_is_not_retried_within_the_send() {
+    // The server may have queued it: a second copy waits for a later run.
     let server = SmtpServer::start(Faults::none().drop_after_data(1));
     let s = settings(smtp(server.port()));
     let (msg, id) = message(&s, "alice@example.org");
 
-    Mailer::new(&s).unwrap().send(&msg, "alice@example.org").await.unwrap();
+    let err = Mailer::new(&s).unwrap().send(&msg, "alice@example.org").await.unwrap_err();
 
+    assert!(matches!(err, Error::Mail { transient: true, .. }), "{err:?}");
+    assert!(err.to_string().contains("may have been accepted"), "{err}");
     let ids: Vec<_> = server.messages().iter().map(Received::message_id).collect();
-    assert_eq!(ids, [Some(id.clone()), Some(id)]);
+    assert_eq!(ids, [Some(id)]);
+}
+
+#[tokio::test]
+async fn no_reply_to_the_final_dot_waits_data_timeout_not_timeout_and_is_not_retried() {
+    let server = SmtpServer::start(Faults::none().withhold_final_reply(1));
+    let s = settings(SmtpSettings {
+        timeout: Duration::from_millis(200),
+        data_timeout: Duration::from_millis(900),
+        ..smtp(server.port())
+    });
+    let (msg, _) = message(&s, "alice@example.org");
+
+    let err = Mailer::new(&s).unwrap().send(&msg, "alice@example.org").await.unwrap_err();
+
+    assert!(matches!(err, Error::Mail { transient: true, .. }), "{err:?}");
+    assert!(err.to_string().contains("data_timeout_secs"), "{err}");
+    assert_eq!(server.messages().len(), 1, "one copy: no retry after an unanswered final dot");
+    assert_eq!(server.commands().iter().filter(|c| c.eq_ignore_ascii_case("DATA")).count(), 1);
 }
 
 #[tokio::test]
@@ -464,6 +487,7 @@ async fn slow_server_times_out_as_transient_and_its_connection_is_never_reused()
         max_attempts: 1,
         concurrency: 1,
         timeout: Duration::from_millis(300),
+        data_timeout: Duration::from_millis(300),
         ..smtp(server.port())
     });
     let mailer = Mailer::new(&s).unwrap();

@@ -181,8 +181,10 @@ pub(super) async fn resend(
         Sent::Ok => (Outcome::Sent { id }, exit::OK),
         Sent::Failed(e) => (Outcome::Failed { id, error: e }, exit::PARTIAL),
         Sent::Deferred(e) => (Outcome::Deferred { id, error: e }, exit::PARTIAL),
-        Sent::TransportDown(e) => (Outcome::Deferred { id, error: e }, exit::TEMPFAIL),
-        Sent::NotAttempted => return Ok(exit::TEMPFAIL),
+        Sent::SessionFailed { config, error } => {
+            (Outcome::Failed { id, error }, if config { exit::CONFIG } else { exit::TEMPFAIL })
+        }
+        Sent::Unsent(_) | Sent::NotAttempted => return Ok(exit::TEMPFAIL),
     };
     store.record_outcomes(std::slice::from_ref(&outcome), now)?;
     match &outcome {
@@ -191,11 +193,93 @@ pub(super) async fn resend(
                 writeln!(out, "resent the {} edition to {} as {}", job.edition, sub.key, job.message_id)
             })?;
         }
-        Outcome::Failed { error, .. } | Outcome::Deferred { error, .. } => {
+        Outcome::Failed { error, .. } | Outcome::Deferred { error, .. } | Outcome::Unsent { error, .. } => {
             eprintln!("paper-digest: resend to {} failed: {error}", sub.key);
         }
     }
     Ok(code)
+}
+
+/// `retry --failed`: puts an edition's failed digests back to pending and sends them
+/// now, one at a time, each with its original Message-ID and papers. One not accepted
+/// (again refused, deferred, or not offered because the session failed: exit 75, or 78
+/// when the configuration must change) is left `failed` with the new reason, so that the
+/// next `retry --failed` finds it: `run` only plans the current edition.
+pub(super) async fn retry_failed(cfg: &Config, edition: Option<NaiveDate>, now: DateTime<Utc>) -> Result<u8> {
+    let store = Store::open(&cfg.digest.database)?;
+    let failed = store.failed_digests(edition)?;
+    if failed.is_empty() {
+        print(|out| {
+            writeln!(
+                out,
+                "no failed digests{} in {}",
+                edition.map(|d| format!(" of {d}")).unwrap_or_default(),
+                cfg.digest.database.display()
+            )
+        })?;
+        return Ok(exit::OK);
+    }
+    let renderer = renderer_for(cfg)?;
+    let mailer = Mailer::new(&cfg.mail)?;
+    let mut summary = super::RunSummary::default();
+    for row in failed {
+        // A subscriber removed from the config since keeps the row failed; it is named.
+        let Some(sub) = cfg.subscriber(&row.subscriber) else {
+            store.record_outcomes(
+                &[Outcome::Failed { id: row.id, error: "no longer a subscriber in the config".into() }],
+                now,
+            )?;
+            summary.failed += 1;
+            summary.errors.push(format!(
+                "{}: no longer a subscriber in {}",
+                row.subscriber,
+                cfg.path.display()
+            ));
+            continue;
+        };
+        let job = Job {
+            delivery_id: row.id,
+            subscriber: sub,
+            edition: row.edition,
+            message_id: row.message_id,
+            items: row.items,
+        };
+        let papers =
+            papers_for(&store, &Candidates { daily: Vec::new(), weekly: Vec::new() }, job.items.iter())?;
+        let result = if summary.transport_down {
+            Sent::Unsent("not offered: the mail session failed".into())
+        } else {
+            store.requeue(&[row.id], now)?;
+            send_one(cfg, &store, &renderer, &mailer, &job, &papers, now).await
+        };
+        let outcome = match super::outcome(&job, result, &mut summary) {
+            Some(sent @ Outcome::Sent { .. }) => sent,
+            Some(
+                Outcome::Failed { error, .. }
+                | Outcome::Deferred { error, .. }
+                | Outcome::Unsent { error, .. },
+            ) => Outcome::Failed { id: row.id, error },
+            None => Outcome::Failed { id: row.id, error: row.last_error.unwrap_or_default() },
+        };
+        store.record_outcomes(&[outcome], now)?;
+    }
+    mailer.close().await;
+    if let Some(e) = &summary.session_error {
+        eprintln!(
+            "paper-digest: mail session failed: {e}; the digests not sent stay failed for the next `retry --failed`"
+        );
+    }
+    for e in &summary.errors {
+        eprintln!("paper-digest: {e}");
+    }
+    print(|out| {
+        writeln!(
+            out,
+            "retried the failed digests: {} sent, {} failed, {} deferred, {} pending",
+            summary.sent, summary.failed, summary.deferred, summary.pending
+        )
+    })?;
+    Ok(summary.exit_code())
 }
 
 pub(super) async fn explain(
@@ -224,7 +308,9 @@ pub(super) async fn explain(
 }
 
 pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8> {
-    let store = Store::open(&cfg.digest.database)?;
+    // Read-only when it can be (status works on a read-only file or folder); else, as for
+    // a new database or one an upgrade has yet to migrate, opened as every command does.
+    let store = Store::open_read_only(&cfg.digest.database).or_else(|_| Store::open(&cfg.digest.database))?;
     let last_run = store.last_run()?;
     let last_success = store.last_success_run()?;
     let next_run = schedule::next_run(&cfg.digest.schedule, cfg.digest.timezone, now);

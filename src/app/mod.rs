@@ -50,8 +50,17 @@ pub struct RunSummary {
     /// Subscribers with nothing new (and `send_empty = false`), not due (weekly), or
     /// whose edition was already sent.
     pub skipped: usize,
-    /// The mail server could not be reached at all; what was left is deferred.
+    /// The mail session failed (unreachable, or the server refused the greeting, EHLO,
+    /// STARTTLS, TLS, AUTH or the sender): what was left stays pending.
     pub transport_down: bool,
+    /// The session failure needs a configuration change (credentials, TLS trust,
+    /// security mode, sender) before a retry can work: exit 78 instead of 75.
+    pub config_fault: bool,
+    /// Digests left pending, with their Message-IDs, by the failed session.
+    pub pending: usize,
+    /// Why the mail session failed, the first time it did in this run.
+    #[serde(skip)]
+    pub session_error: Option<String>,
     /// One line per failed source or subscriber.
     pub errors: Vec<String>,
     #[serde(with = "millis")]
@@ -65,9 +74,12 @@ mod millis {
 }
 
 impl RunSummary {
-    /// 0 all sent; 1 some subscriber or source failed; 75 nothing could be sent for now.
+    /// 0 all sent; 1 some subscriber or source failed; 75 the mail session failed for now;
+    /// 78 it failed in a way only a configuration change fixes.
     pub fn exit_code(&self) -> u8 {
-        if self.transport_down && self.sent == 0 {
+        if self.config_fault {
+            exit::CONFIG
+        } else if self.transport_down {
             exit::TEMPFAIL
         } else if self.failed + self.deferred + self.sources_failed > 0 {
             exit::PARTIAL
@@ -89,13 +101,14 @@ impl std::fmt::Display for RunSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "sources {} ok / {} failed, {} new papers, digests {} sent / {} failed / {} deferred, {} skipped, {:.1} s",
+            "sources {} ok / {} failed, {} new papers, digests {} sent / {} failed / {} deferred / {} pending, {} skipped, {:.1} s",
             self.sources_ok,
             self.sources_failed,
             self.new_papers,
             self.sent,
             self.failed,
             self.deferred,
+            self.pending,
             self.skipped,
             self.duration.as_secs_f64()
         )
@@ -148,6 +161,10 @@ async fn dispatch(cfg: Config, command: Command, now: DateTime<Utc>, fixed_clock
         Command::Resend { to, edition } => {
             let _lock = InstanceLock::acquire(&cfg.digest.lock_file)?;
             commands::resend(&cfg, &to, edition, now).await
+        }
+        Command::Retry { edition, .. } => {
+            let _lock = InstanceLock::acquire(&cfg.digest.lock_file)?;
+            commands::retry_failed(&cfg, edition, now).await
         }
         Command::Explain { to, paper, json } => commands::explain(&cfg, &to, &paper, json, now).await,
         Command::Daemon => {
@@ -365,8 +382,13 @@ pub async fn run_once(cfg: &Config, now: DateTime<Utc>, shutdown: &Shutdown) -> 
             }
             Ok(summary)
         }
+        // The run's own error is the one to report, even when recording it fails too (a
+        // full disk); a database that is not ours any more is not written at all.
+        Err(e @ Error::StoreReplaced { .. }) => Err(e),
         Err(e) => {
-            store.finish_run(run_id, "failed", None, Some(&e.to_string()), finished)?;
+            if let Err(record) = store.finish_run(run_id, "failed", None, Some(&e.to_string()), finished) {
+                tracing::error!("could not record the failed run: {record}");
+            }
             alert_if_due(cfg, &store, now, &e.to_string()).await;
             Err(e)
         }
@@ -420,7 +442,23 @@ async fn run_inner(
     }
     progress.finish_and_clear();
     mailer.close().await;
+    if let Some(line) = summary.session_failure() {
+        // First, so that the run's recorded error (`status`, the alert) is the reason.
+        summary.errors.insert(0, line);
+    }
     Ok(summary)
+}
+
+impl RunSummary {
+    /// The line that says the mail session failed, why, and what became of the digests.
+    fn session_failure(&self) -> Option<String> {
+        let error = self.session_error.as_ref()?;
+        let fix = if self.config_fault { " once the configuration is fixed" } else { "" };
+        Some(format!(
+            "mail session failed: {error}; no subscriber is marked failed: {} digest(s) stay pending with their Message-IDs and go out with the next run{fix}",
+            self.pending
+        ))
+    }
 }
 
 /// Decides, per subscriber of a chunk, what to send: a retry of an unfinished ledger row
@@ -542,7 +580,14 @@ enum Sent {
     NotAttempted,
     Failed(String),
     Deferred(String),
-    TransportDown(String),
+    /// The session failed on this message's attempt; `config`: only a configuration
+    /// change can fix it.
+    SessionFailed {
+        config: bool,
+        error: String,
+    },
+    /// Marked, but not offered: the session had already failed.
+    Unsent(String),
 }
 
 /// Renders, sends and records one chunk's jobs. Rendering runs ahead on the blocking
@@ -628,13 +673,13 @@ async fn send_jobs(
                         Ok(_) if committer.failed() => Sent::NotAttempted,
                         // Marked, but the server went away meanwhile: trying would only
                         // repeat the failure (with backoff); the next run sends it.
-                        Ok(_) if down.load(Ordering::Relaxed) => Sent::Deferred(
-                            "not sent: the mail server became unreachable during this run".into(),
-                        ),
+                        Ok(_) if down.load(Ordering::Relaxed) => {
+                            Sent::Unsent("not offered: the mail session failed during this run".into())
+                        }
                         Ok(message) => attempt(mailer, &job, &message).await,
                         Err(not_sent) => not_sent,
                     };
-                    if matches!(result, Sent::TransportDown(_)) {
+                    if matches!(result, Sent::SessionFailed { .. }) {
                         down.store(true, Ordering::Relaxed);
                     }
                     (job, result, place)
@@ -786,14 +831,21 @@ fn outcome(job: &Job<'_>, result: Sent, summary: &mut RunSummary) -> Option<Outc
             summary.errors.push(format!("{to}: deferred to the next run: {error}"));
             Some(Outcome::Deferred { id, error })
         }
-        Sent::NotAttempted => None,
-        Sent::TransportDown(error) => {
-            summary.deferred += 1;
-            if !summary.transport_down {
-                summary.errors.push(format!("mail server unreachable: {error}"));
-            }
+        Sent::NotAttempted => {
+            // Stopped before its turn (a signal, a failed session): as it was, pending.
+            summary.pending += 1;
+            None
+        }
+        Sent::SessionFailed { config, error } => {
+            summary.pending += 1;
+            summary.session_error.get_or_insert_with(|| error.clone());
             summary.transport_down = true;
-            Some(Outcome::Deferred { id, error })
+            summary.config_fault |= config;
+            Some(Outcome::Unsent { id, error })
+        }
+        Sent::Unsent(error) => {
+            summary.pending += 1;
+            Some(Outcome::Unsent { id, error })
         }
     }
 }
@@ -887,7 +939,9 @@ fn compose(
 async fn attempt(mailer: &Mailer, job: &Job<'_>, message: &lettre::Message) -> Sent {
     match mailer.send(message, &job.subscriber.key).await {
         Ok(()) => Sent::Ok,
-        Err(e @ Error::Transport { .. }) if e.is_transient() => Sent::TransportDown(e.to_string()),
+        Err(e @ Error::Transport { .. }) => {
+            Sent::SessionFailed { config: !e.is_transient(), error: e.to_string() }
+        }
         Err(e) if e.is_transient() => Sent::Deferred(e.to_string()),
         Err(e) => Sent::Failed(e.to_string()),
     }
@@ -981,9 +1035,18 @@ mod tests {
         assert_eq!(ok.exit_code(), exit::OK);
         let partial = RunSummary { sent: 2, failed: 1, ..RunSummary::default() };
         assert_eq!(partial.exit_code(), exit::PARTIAL);
-        let down = RunSummary { deferred: 3, transport_down: true, ..RunSummary::default() };
+        let down = RunSummary { pending: 3, transport_down: true, ..RunSummary::default() };
         assert_eq!(down.exit_code(), exit::TEMPFAIL);
         assert_eq!(down.status(), "failed");
+        let refused = RunSummary {
+            sent: 2,
+            pending: 1,
+            transport_down: true,
+            config_fault: true,
+            ..RunSummary::default()
+        };
+        assert_eq!(refused.exit_code(), exit::CONFIG);
+        assert_eq!(refused.status(), "failed");
     }
 
     fn planned(store: &Store, n: usize, now: DateTime<Utc>) -> Vec<i64> {

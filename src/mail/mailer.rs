@@ -10,6 +10,7 @@ use lettre::{AsyncFileTransport, AsyncSendmailTransport, AsyncTransport, Message
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Sends messages for one run. Shared by `&` between concurrent senders: the SMTP
@@ -19,10 +20,14 @@ pub struct Mailer {
     max_attempts: u32,
     backoff_base: Duration,
     concurrency: usize,
-    /// A failure of the server itself that every later send would only repeat: AUTH
-    /// refused (retrying could lock the account), no STARTTLS, or no connection at all
-    /// since the run began. Later sends fail at once with it.
+    /// A failure of the session that every later send would only repeat: AUTH refused
+    /// (retrying could lock the account), no STARTTLS, an untrusted certificate, or a
+    /// server that could not be reached or refused the session `max_attempts` times. Later
+    /// sends fail at once with it.
     down: Mutex<Option<(bool, String)>>,
+    /// Messages in a row whose final dot got no reply. A server that swallows every such
+    /// reply would otherwise hold the run for `data_timeout` per message.
+    unconfirmed: AtomicUsize,
 }
 
 enum Transport {
@@ -56,6 +61,7 @@ impl Mailer {
             backoff_base: Duration::ZERO,
             concurrency: 1,
             down: Mutex::new(None),
+            unconfirmed: AtomicUsize::new(0),
         };
         Ok(match settings.transport {
             TransportKind::File => single(Transport::File {
@@ -81,6 +87,7 @@ impl Mailer {
                     backoff_base: s.backoff_base,
                     concurrency: s.concurrency.max(1),
                     down: Mutex::new(None),
+                    unconfirmed: AtomicUsize::new(0),
                 }
             }
         })
@@ -96,11 +103,13 @@ impl Mailer {
     /// jitter up to `max_attempts`.
     ///
     /// `Ok` means the server (or file, or sendmail) accepted it. Otherwise
-    /// [`Error::Mail`] for a failure of this message (`transient`: 4xx, timeout, dropped
-    /// connection; else 5xx), or [`Error::Transport`] when the server itself cannot be
-    /// used (unreachable, TLS or AUTH refused). A dropped connection after the final dot
-    /// is retried like any transient failure, so a message can arrive twice, always with
-    /// the same Message-ID.
+    /// [`Error::Mail`] for a failure of this message (a reply to RCPT, DATA or the final
+    /// dot; `transient`: 4xx, timeout, dropped connection; else 5xx), or
+    /// [`Error::Transport`] when the session failed (unreachable, greeting, EHLO,
+    /// STARTTLS, TLS, AUTH, MAIL FROM; `transient: false` when the configuration must
+    /// change). A message whose final dot got no reply (timeout or dropped connection) is
+    /// not retried here, as the server may have queued it: it comes back as a transient
+    /// [`Error::Mail`], and a later run sends it again with the same Message-ID.
     ///
     /// Dropping the future mid-send is safe: the connection in use is closed, never
     /// reused.
@@ -117,7 +126,10 @@ impl Mailer {
                     message: format!("cannot create the outbox folder {}: {e}", dir.display()),
                 })?;
                 inner.send_raw(envelope, &email).await.map(drop).map_err(|e| Error::Transport {
-                    transient: false,
+                    // A full disk empties; a missing permission needs a fix.
+                    transient: io_kind(&e).is_some_and(|k| {
+                        matches!(k, std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+                    }),
                     message: format!("cannot write a .eml file into {}: {e}", dir.display()),
                 })
             }
@@ -147,13 +159,17 @@ impl Mailer {
             let failure = match pool.send(envelope, email).await {
                 Ok(()) => {
                     tracing::debug!(to = %masked, attempt, "accepted by the SMTP server");
+                    self.unconfirmed.store(0, Ordering::Relaxed);
                     return Ok(());
                 }
                 Err(failure) => failure,
             };
-            if !failure.transient || attempt >= self.max_attempts {
-                // The server, not the message, failed; every later send would repeat it.
-                if failure.stage == Stage::Connect && (!failure.transient || !pool.ever_connected()) {
+            if failure.unconfirmed {
+                self.count_unconfirmed(&failure);
+            }
+            if !failure.transient || failure.unconfirmed || attempt >= self.max_attempts {
+                // The session, not the message, failed; every later send would repeat it.
+                if failure.stage == Stage::Session {
                     self.set_down(&failure);
                 }
                 return Err(to_error(failure, recipient));
@@ -200,6 +216,24 @@ impl Mailer {
             .map(|(transient, message)| Error::Transport { transient: *transient, message: message.clone() })
     }
 
+    /// After `concurrency` final dots in a row without a reply, and none confirmed, the
+    /// session is what fails: the rest of the run is left pending instead of waiting
+    /// `data_timeout` for each message.
+    fn count_unconfirmed(&self, failure: &Failure) {
+        let streak = self.unconfirmed.fetch_add(1, Ordering::Relaxed) + 1;
+        if streak >= self.concurrency.max(2) {
+            self.set_down(&Failure {
+                stage: Stage::Session,
+                transient: true,
+                unconfirmed: false,
+                message: format!(
+                    "{streak} messages in a row got no reply to their final dot; the last: {}",
+                    failure.message
+                ),
+            });
+        }
+    }
+
     fn set_down(&self, failure: &Failure) {
         let mut down = self.down.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         down.get_or_insert_with(|| (failure.transient, failure.message.clone()));
@@ -208,13 +242,25 @@ impl Mailer {
 
 fn to_error(failure: Failure, recipient: &str) -> Error {
     match failure.stage {
-        Stage::Connect => Error::Transport { transient: failure.transient, message: failure.message },
+        Stage::Session => Error::Transport { transient: failure.transient, message: failure.message },
         Stage::Message => Error::Mail {
             recipient: recipient.to_string(),
             transient: failure.transient,
             message: failure.message,
         },
     }
+}
+
+/// The kind of the I/O error behind an error, if one is.
+fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        next = err.source();
+    }
+    None
 }
 
 fn check_dir(dir: &Path) -> Result<String> {
@@ -270,15 +316,23 @@ mod tests {
 
     #[test]
     fn failures_of_the_server_become_transport_errors_and_of_a_message_mail_errors() {
-        let f = |stage, transient| Failure { stage, transient, message: "m".into() };
+        let f = |stage, transient| Failure { stage, transient, unconfirmed: false, message: "m".into() };
         assert!(matches!(
-            to_error(f(Stage::Connect, true), "a@example.org"),
+            to_error(f(Stage::Session, true), "a@example.org"),
             Error::Transport { transient: true, .. }
         ));
         match to_error(f(Stage::Message, false), "a@example.org") {
             Error::Mail { recipient, transient: false, .. } => assert_eq!(recipient, "a@example.org"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_io_error_behind_a_wrapped_error_is_found() {
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let wrapped = Error::Io { path: "outbox".into(), source: full };
+        assert_eq!(io_kind(&wrapped), Some(std::io::ErrorKind::StorageFull));
+        assert_eq!(io_kind(&Error::NotFound("x".into())), None);
     }
 
     #[test]

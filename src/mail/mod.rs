@@ -8,6 +8,8 @@ mod limit;
 mod mailer;
 mod message;
 mod smtp;
+mod tls;
 
 pub use mailer::Mailer;
 pub use message::{Envelope, build, new_message_id};
+pub use tls::pem_certificates;

@@ -1,6 +1,9 @@
-//! SMTP sending: lettre speaks the protocol (EHLO, STARTTLS, AUTH, envelope, dot-stuffing);
-//! this module owns the connections, so that it can bound them, time them out safely and
-//! tell a failure of the server (connect, TLS, AUTH) from a failure of one message.
+//! SMTP sending: lettre speaks the protocol (EHLO, STARTTLS, AUTH, dot-stuffing); this
+//! module owns the connections and walks each transaction (MAIL, RCPT, DATA, the final
+//! dot) itself, so that it can bound and time out every step and say which one failed:
+//! a refusal of the session (greeting, EHLO, STARTTLS, TLS, AUTH, the sender) is the
+//! server's or the configuration's, never one subscriber's; only replies to RCPT, DATA or
+//! the final dot are about one message.
 //!
 //! Why not `AsyncSmtpTransport`'s own pool: its `timeout` only covers the TCP connect
 //! (lettre#1027), and a send cut off by an outer timeout hands its half-finished
@@ -10,12 +13,14 @@
 //! transaction, and a connection that timed out is dropped (closed).
 
 use super::limit::Limiter;
+use super::tls;
 use crate::config::{Security, SmtpSettings};
 use lettre::address::Envelope;
 use lettre::transport::smtp::Error as SmtpError;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,9 +39,10 @@ const PROBE_AFTER: Duration = Duration::from_secs(5);
 /// one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stage {
-    /// Reaching the server: TCP, greeting, EHLO, STARTTLS, AUTH.
-    Connect,
-    /// MAIL / RCPT / DATA for one message.
+    /// The session: TCP, greeting, EHLO, STARTTLS, TLS, AUTH, MAIL FROM, or a 421 at any
+    /// point. Every message would meet it.
+    Session,
+    /// RCPT, DATA or the final dot of one message.
     Message,
 }
 
@@ -44,9 +50,28 @@ pub(crate) enum Stage {
 #[derive(Debug, Clone)]
 pub(crate) struct Failure {
     pub(crate) stage: Stage,
-    /// 4xx replies, timeouts, refused or dropped connections: a later attempt may succeed.
+    /// For a message: a 4xx, a timeout or a dropped connection, so a later attempt may
+    /// succeed. For the session: the server may take it later as is; when false the
+    /// configuration must change first (credentials, TLS trust, security, sender).
     pub(crate) transient: bool,
+    /// The whole message went out but its final dot got no reply: the server may have
+    /// queued it, so it is not sent again within this run.
+    pub(crate) unconfirmed: bool,
     pub(crate) message: String,
+}
+
+impl Failure {
+    fn session(transient: bool, message: String) -> Self {
+        Failure { stage: Stage::Session, transient, unconfirmed: false, message }
+    }
+}
+
+/// The step of a transaction a reply answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Mail,
+    Rcpt,
+    Data,
 }
 
 /// Up to `concurrency` authenticated connections to one server, shared by all senders.
@@ -59,12 +84,19 @@ pub(crate) struct SmtpPool {
     username: Option<String>,
     credentials: Option<Credentials>,
     timeout: Duration,
+    data_timeout: Duration,
     /// Connections parked after a completed transaction, ready for the next MAIL FROM.
     idle: Mutex<Vec<Parked>>,
+    /// Held while a session is opened until one has succeeded, so that concurrent senders
+    /// meet a refusing server one at a time: a wrong password costs one AUTH per run,
+    /// not one per connection.
+    first: tokio::sync::Mutex<()>,
+    ever_connected: AtomicBool,
+    /// A refusal only a configuration change can fix, returned to every later connect.
+    refused: Mutex<Option<Failure>>,
     /// One permit per open connection: bounds connections, not just idle ones.
     permits: Semaphore,
     limiter: Limiter,
-    ever_connected: AtomicBool,
 }
 
 /// An idle connection and when it was parked.
@@ -94,10 +126,7 @@ impl SmtpPool {
     pub(crate) fn new(s: &SmtpSettings) -> Result<Self, String> {
         let tls = match s.security {
             Security::None => None,
-            Security::Starttls | Security::Tls => Some(
-                TlsParameters::new(s.host.clone())
-                    .map_err(|e| format!("cannot set up TLS for {}: {e}", s.host))?,
-            ),
+            Security::Starttls | Security::Tls => Some(tls::parameters(s)?),
         };
         let credentials = match (&s.username, &s.password) {
             (Some(user), Some(pw)) => Some(Credentials::new(user.clone(), pw.expose().to_string())),
@@ -113,10 +142,13 @@ impl SmtpPool {
             username: s.username.clone(),
             credentials,
             timeout: s.timeout,
+            data_timeout: s.data_timeout,
             idle: Mutex::new(Vec::new()),
+            first: tokio::sync::Mutex::new(()),
+            ever_connected: AtomicBool::new(false),
+            refused: Mutex::new(None),
             permits: Semaphore::new(s.concurrency.max(1)),
             limiter: Limiter::new(s.rate_limit, s.max_per_hour),
-            ever_connected: AtomicBool::new(false),
         })
     }
 
@@ -124,49 +156,147 @@ impl SmtpPool {
         format!("{}:{}", self.host, self.port)
     }
 
-    /// Whether any connection (including AUTH) has succeeded since the pool was made.
-    pub(crate) fn ever_connected(&self) -> bool {
-        self.ever_connected.load(Ordering::Relaxed)
-    }
-
     /// One attempt at one message, paced by the rate limits.
     pub(crate) async fn send(&self, envelope: &Envelope, email: &[u8]) -> Result<(), Failure> {
         let Ok(_permit) = self.permits.acquire().await else {
-            return Err(Failure { stage: Stage::Connect, transient: true, message: "mailer closed".into() });
+            return Err(Failure::session(true, "mailer closed".into()));
         };
         self.limiter.wait().await;
         let (mut conn, probed) = self.checkout().await?;
-        match tokio::time::timeout(self.timeout, conn.send(envelope, email)).await {
-            Ok(Ok(_)) => {
+        match self.transaction(&mut conn, envelope, email, probed).await {
+            Ok(()) => {
                 self.idle_list().push(Parked { conn, at: Some(Instant::now()) });
                 Ok(())
             }
-            // lettre has already sent QUIT and closed the connection after a negative reply.
-            Ok(Err(e)) => {
-                // No reply at all from a connection used without a probe: it was dead, and
-                // whatever killed it (a server restart) may have killed its neighbours.
-                if !probed && e.status().is_none() && !e.is_client() {
+            Err((failure, replied)) => {
+                if replied {
+                    // A refusal leaves the session usable, but one that refused a message
+                    // gets no other: QUIT, bounded, as a server may be slow to answer it.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), conn.abort()).await;
+                } else if !probed {
+                    // No reply at all from a connection used without a probe: it was dead,
+                    // and whatever killed it (a server restart) may have killed its
+                    // neighbours.
                     self.distrust_parked();
                 }
-                Err(self.message_failure(&e))
+                // Otherwise dropping `conn` closes it: no late reply can reach a later message.
+                Err(failure)
             }
-            // Dropping `conn` closes it mid-transaction: the server discards the message,
-            // or (if its final reply was merely late) keeps it; either way no reply can
-            // reach a later message.
-            Err(_) => {
-                if !probed {
-                    self.distrust_parked();
-                }
-                Err(Failure {
-                    stage: Stage::Message,
+        }
+    }
+
+    /// MAIL, RCPT, DATA and the content, each step bounded by its timeout, on a
+    /// connection known to be alive (`alive`) or parked moments ago. On failure, also
+    /// whether the server replied (the connection is in a known state).
+    async fn transaction(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        envelope: &Envelope,
+        email: &[u8],
+        alive: bool,
+    ) -> Result<(), (Failure, bool)> {
+        let mut options = Vec::new();
+        let info = conn.server_info();
+        let ascii = |a: &lettre::Address| AsRef::<str>::as_ref(a).is_ascii();
+        let non_ascii = envelope.from().is_some_and(|a| !ascii(a)) || envelope.to().iter().any(|a| !ascii(a));
+        if non_ascii {
+            if !info.supports_feature(Extension::SmtpUtfEight) {
+                return Err((
+                    Failure {
+                        stage: Stage::Message,
+                        transient: false,
+                        unconfirmed: false,
+                        message: format!(
+                            "{} does not accept internationalised addresses (no SMTPUTF8)",
+                            self.endpoint()
+                        ),
+                    },
+                    false,
+                ));
+            }
+            options.push(MailParameter::SmtpUtfEight);
+        }
+        if !email.is_ascii() {
+            // Messages are built with 7-bit transfer encodings; this only guards hand-made ones.
+            if info.supports_feature(Extension::EightBitMime) {
+                options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+            }
+        }
+        // A session that goes silent before it takes the sender (a server that hangs up
+        // after EHLO) is the server's failure, unless it was a parked connection that had
+        // died meanwhile: then the message is tried again on another.
+        let mail = if alive { Stage::Session } else { Stage::Message };
+        self.step(conn, Step::Mail, mail, Mail::new(envelope.from().cloned(), options)).await?;
+        for to in envelope.to() {
+            self.step(conn, Step::Rcpt, Stage::Message, Rcpt::new(to.clone(), Vec::new())).await?;
+        }
+        self.step(conn, Step::Data, Stage::Message, Data).await?;
+        // The content and the reply to its final dot. RFC 5321 §4.5.3.2.6 gives the server
+        // ten minutes for that reply, as it may be queueing the message meanwhile.
+        match tokio::time::timeout(self.data_timeout, conn.message(email)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if e.status().is_some() => Err((self.reply_failure(Step::Data, &e), true)),
+            Ok(Err(e)) => {
+                Err((self.unconfirmed(&format!("the connection was lost before it replied ({e})")), false))
+            }
+            Err(_) => Err((
+                self.unconfirmed(&format!(
+                    "no reply within data_timeout_secs = {}",
+                    self.data_timeout.as_secs_f64()
+                )),
+                false,
+            )),
+        }
+    }
+
+    /// One command of a transaction and its reply, within `timeout`; `silent` is whom a
+    /// missing reply is blamed on.
+    async fn step(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        step: Step,
+        silent: Stage,
+        command: impl fmt::Display,
+    ) -> Result<(), (Failure, bool)> {
+        match tokio::time::timeout(self.timeout, conn.command(command)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if e.status().is_some() => Err((self.reply_failure(step, &e), true)),
+            // Nothing of the message has gone out yet: another attempt is safe.
+            Ok(Err(e)) => Err((
+                Failure {
+                    stage: silent,
                     transient: true,
+                    unconfirmed: false,
+                    message: format!("connection to {} lost: {e}", self.endpoint()),
+                },
+                false,
+            )),
+            Err(_) => Err((
+                Failure {
+                    stage: silent,
+                    transient: true,
+                    unconfirmed: false,
                     message: format!(
-                        "no reply from {} within {} s (the message may or may not have been accepted)",
+                        "no reply from {} within {} s",
                         self.endpoint(),
                         self.timeout.as_secs_f64()
                     ),
-                })
-            }
+                },
+                false,
+            )),
+        }
+    }
+
+    fn unconfirmed(&self, what: &str) -> Failure {
+        Failure {
+            stage: Stage::Message,
+            transient: true,
+            unconfirmed: true,
+            message: format!(
+                "{} took the whole message but {what}; it may have been accepted, so it is not sent \
+                 again in this run (a later run sends it with the same Message-ID)",
+                self.endpoint()
+            ),
         }
     }
 
@@ -225,7 +355,28 @@ impl SmtpPool {
         }
     }
 
+    /// A new session, or the refusal that already ended this pool's sessions.
     async fn connect(&self) -> Result<AsyncSmtpConnection, Failure> {
+        let _first =
+            if self.ever_connected.load(Ordering::Acquire) { None } else { Some(self.first.lock().await) };
+        let refused = self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        if let Some(failure) = refused {
+            return Err(failure);
+        }
+        let opened = self.open().await;
+        match &opened {
+            Ok(_) => self.ever_connected.store(true, Ordering::Release),
+            Err(failure) if !failure.transient => {
+                *self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(failure.clone());
+            }
+            Err(_) => {}
+        }
+        opened
+    }
+
+    /// TCP (or implicit TLS), greeting, EHLO, STARTTLS and AUTH, within `timeout`.
+    async fn open(&self) -> Result<AsyncSmtpConnection, Failure> {
         let attempt = async {
             let implicit_tls = if self.security == Security::Tls { self.tls.clone() } else { None };
             let mut conn = if implicit_tls.is_some() {
@@ -241,11 +392,7 @@ impl SmtpPool {
             } else {
                 let stream =
                     tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await.map_err(|e| {
-                        Failure {
-                            stage: Stage::Connect,
-                            transient: true,
-                            message: format!("cannot connect to {}: {e}", self.endpoint()),
-                        }
+                        Failure::session(true, format!("cannot connect to {}: {e}", self.endpoint()))
                     })?;
                 // lettre writes a message and its final "\r\n.\r\n" in separate writes; with
                 // Nagle's algorithm on, the dot waits for the server's delayed ACK (40 ms on
@@ -269,89 +416,123 @@ impl SmtpPool {
             }
             Ok(conn)
         };
-        let conn = tokio::time::timeout(self.timeout, attempt).await.map_err(|_| Failure {
-            stage: Stage::Connect,
-            transient: true,
-            message: format!(
-                "{} did not complete the greeting within {} s",
-                self.endpoint(),
-                self.timeout.as_secs_f64()
-            ),
+        let conn = tokio::time::timeout(self.timeout, attempt).await.map_err(|_| {
+            Failure::session(
+                true,
+                format!(
+                    "{} did not complete the greeting, EHLO, STARTTLS and AUTH within {} s",
+                    self.endpoint(),
+                    self.timeout.as_secs_f64()
+                ),
+            )
         })??;
-        self.ever_connected.store(true, Ordering::Relaxed);
         Ok(conn)
     }
 
-    fn connect_failure(&self, e: &SmtpError) -> Failure {
-        let endpoint = self.endpoint();
-        let (transient, message) = if e.is_tls() {
-            (false, format!("TLS with {endpoint} failed: {e}"))
-        } else if e.is_permanent() {
-            (false, format!("{endpoint} refused the session: {e}"))
-        } else {
-            // Refused, unreachable, timed out, 421 busy: the server may be back later.
-            (true, format!("cannot connect to {endpoint}: {e}"))
+    /// A TLS handshake that failed: the certificate or the port's protocol, which the
+    /// configuration must fix; `None` when TLS is not what failed.
+    fn tls_failure(&self, e: &SmtpError) -> Option<Failure> {
+        let explained = match tls::handshake_error(e) {
+            Some(tls_error) => tls::explain(tls_error, &self.host),
+            None if e.is_tls() => e.to_string(),
+            None => return None,
         };
-        Failure { stage: Stage::Connect, transient, message }
+        Some(Failure::session(false, format!("TLS with {}: {explained}", self.endpoint())))
+    }
+
+    fn connect_failure(&self, e: &SmtpError) -> Failure {
+        if let Some(failure) = self.tls_failure(e) {
+            return failure;
+        }
+        let endpoint = self.endpoint();
+        // A 554 greeting or a refused EHLO: the server will not talk to this host now,
+        // which it may change its mind about (a block list, maintenance); nothing in the
+        // configuration names the fix.
+        let message = match e.status() {
+            Some(code) => format!("{endpoint} refused the session ({code}): {e}"),
+            // Refused, unreachable, timed out, closed after EHLO: the server may be back later.
+            None => format!("cannot connect to {endpoint}: {e}"),
+        };
+        Failure::session(true, message)
     }
 
     fn starttls_failure(&self, e: &SmtpError) -> Failure {
+        if let Some(failure) = self.tls_failure(e) {
+            return failure;
+        }
         let endpoint = self.endpoint();
-        let (transient, message) = if e.is_client() {
-            (
+        if e.is_client() {
+            return Failure::session(
                 false,
                 format!(
                     "{endpoint} does not offer STARTTLS; refusing to continue in clear text \
                      (security = \"starttls\"; use \"tls\" for a port with implicit TLS such as 465)"
                 ),
-            )
-        } else if e.is_tls() || e.is_permanent() {
-            (false, format!("STARTTLS with {endpoint} failed: {e}"))
-        } else {
-            (true, format!("STARTTLS with {endpoint} failed: {e}"))
-        };
-        Failure { stage: Stage::Connect, transient, message }
+            );
+        }
+        // A 454 "TLS not available": the server's TLS is down for now.
+        Failure::session(true, format!("STARTTLS with {endpoint} failed: {e}"))
     }
 
     fn auth_failure(&self, e: &SmtpError) -> Failure {
         let endpoint = self.endpoint();
         let user = self.username.as_deref().unwrap_or_default();
-        let (transient, message) = if e.is_client() {
-            (false, format!("{endpoint} offers no AUTH mechanism paper-digest supports (PLAIN, LOGIN): {e}"))
-        } else if e.is_permanent() {
-            (
+        if e.is_client() {
+            return Failure::session(
+                false,
+                format!(
+                    "{endpoint} offers no AUTH mechanism paper-digest supports (PLAIN, LOGIN) \
+                     over this connection: {e}; check mail.smtp.security (many servers offer AUTH only after STARTTLS)"
+                ),
+            );
+        }
+        if e.is_permanent() {
+            // Never retried: a wrong password tried again and again can lock the account.
+            return Failure::session(
                 false,
                 format!("{endpoint} refused AUTH as {user}: {e}; check mail.smtp.username and the password"),
-            )
-        } else {
-            (true, format!("AUTH as {user} at {endpoint} failed: {e}"))
-        };
-        Failure { stage: Stage::Connect, transient, message }
+            );
+        }
+        Failure::session(true, format!("AUTH as {user} at {endpoint} failed: {e}"))
     }
 
-    fn message_failure(&self, e: &SmtpError) -> Failure {
+    /// A negative reply within a transaction. Only RCPT, DATA and the final dot speak
+    /// about one message; MAIL FROM, a 421 or an authentication demand speak about all.
+    fn reply_failure(&self, step: Step, e: &SmtpError) -> Failure {
         let endpoint = self.endpoint();
-        let code = e.status().map(|c| c.to_string());
-        // "Authentication required" or "bad credentials" after MAIL FROM concern every
-        // message, not this one.
-        let stage = match code.as_deref() {
-            Some("530" | "534" | "535" | "538") => Stage::Connect,
-            _ => Stage::Message,
-        };
-        let (transient, message) = if e.is_permanent() || e.is_transient() {
-            (e.is_transient(), format!("{endpoint} replied with a {e}"))
-        } else if e.is_client() {
-            // Refused before sending, e.g. an internationalised address the server cannot take.
-            (false, e.to_string())
-        } else {
-            (
-                true,
-                format!(
-                    "connection to {endpoint} lost before it confirmed the message (it may have been accepted): {e}"
-                ),
-            )
-        };
-        Failure { stage, transient, message }
+        let code = e.status().map(|c| c.to_string()).unwrap_or_default();
+        match code.as_str() {
+            "421" => {
+                return Failure::session(true, format!("{endpoint} is closing the session: {e}"));
+            }
+            "530" | "534" | "535" | "538" => {
+                return Failure::session(
+                    false,
+                    format!(
+                        "{endpoint} requires authentication it did not get: {e}; set mail.smtp.username and a password"
+                    ),
+                );
+            }
+            _ => {}
+        }
+        if step == Step::Mail {
+            return if e.is_transient() {
+                Failure::session(true, format!("{endpoint} deferred the sender (MAIL FROM): {e}"))
+            } else {
+                Failure::session(
+                    false,
+                    format!(
+                        "{endpoint} refused the sender (MAIL FROM): {e}; check mail.from and that the account may send as it"
+                    ),
+                )
+            };
+        }
+        Failure {
+            stage: Stage::Message,
+            transient: !e.is_permanent(),
+            unconfirmed: false,
+            message: format!("{endpoint} replied with a {e}"),
+        }
     }
 }
 

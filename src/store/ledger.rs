@@ -5,7 +5,7 @@ use super::{Store, ts};
 use crate::error::Result;
 use crate::model::{Match, PaperId};
 use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -125,9 +125,24 @@ pub struct NewDelivery {
 /// What became of one send.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    Sent { id: i64 },
-    Failed { id: i64, error: String },
-    Deferred { id: i64, error: String },
+    Sent {
+        id: i64,
+    },
+    Failed {
+        id: i64,
+        error: String,
+    },
+    Deferred {
+        id: i64,
+        error: String,
+    },
+    /// The session failed before this message could be offered (the server refused the
+    /// session, or it was already known to): back to `pending`, the attempt not counted,
+    /// the session's error kept for `status`.
+    Unsent {
+        id: i64,
+        error: String,
+    },
 }
 
 /// A row of the runs table.
@@ -188,38 +203,36 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// Plans deliveries in one transaction. A digest row that already exists for the
-    /// subscriber and edition (another run got there first) is left as it is.
+    /// Plans deliveries in one durable transaction (synchronous = FULL): their Message-IDs
+    /// are on disk before any of them is handed to a server, so a power cut cannot make the
+    /// next run send under new ones. A digest row that already exists for the subscriber
+    /// and edition (another run got there first) is left as it is.
     pub fn insert_deliveries(&self, rows: &[NewDelivery], now: DateTime<Utc>) -> Result<Vec<Option<i64>>> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        let now_s = ts(now);
-        let mut ids = Vec::with_capacity(rows.len());
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO deliveries (subscriber, edition, kind, message_id, status, items, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?6)
-                     ON CONFLICT DO NOTHING",
-                )
-                .map_err(|e| self.err(e))?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.durably(|tx| {
+            let now_s = ts(now);
+            let mut ids = Vec::with_capacity(rows.len());
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO deliveries (subscriber, edition, kind, message_id, status, items, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?6)
+                 ON CONFLICT DO NOTHING",
+            )?;
             for row in rows {
-                let items = serde_json::to_string(&row.items).map_err(|e| self.err(super::json_err(e)))?;
-                let n = stmt
-                    .execute(params![
-                        row.subscriber,
-                        row.edition.to_string(),
-                        row.kind.as_str(),
-                        row.message_id,
-                        items,
-                        now_s
-                    ])
-                    .map_err(|e| self.err(e))?;
+                let items = serde_json::to_string(&row.items).map_err(super::json_err)?;
+                let n = stmt.execute(params![
+                    row.subscriber,
+                    row.edition.to_string(),
+                    row.kind.as_str(),
+                    row.message_id,
+                    items,
+                    now_s
+                ])?;
                 ids.push((n == 1).then(|| tx.last_insert_rowid()));
             }
-        }
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(ids)
+            Ok(ids)
+        })
     }
 
     /// Marks deliveries as handed to the transport and counts the attempt, all in one
@@ -228,19 +241,41 @@ impl Store {
     /// power cut is still retried, as 'pending' and 'sending' rows both are.
     pub fn mark_sending(&self, ids: &[i64], now: DateTime<Utc>) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
-                )
-                .map_err(|e| self.err(e))?;
+        self.in_transaction(&mut conn, |tx| {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
+            )?;
             let now_s = ts(now);
             for id in ids {
-                stmt.execute(params![id, now_s]).map_err(|e| self.err(e))?;
+                stmt.execute(params![id, now_s])?;
             }
-        }
-        tx.commit().map_err(|e| self.err(e))
+            Ok(())
+        })
+    }
+
+    /// Runs `work` in a transaction committed with synchronous = FULL.
+    fn durably<T>(&self, work: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>) -> Result<T> {
+        let mut conn = self.conn();
+        conn.pragma_update(None, "synchronous", "FULL").map_err(|e| self.err(e))?;
+        let result = self.in_transaction(&mut conn, work);
+        let reset = conn.pragma_update(None, "synchronous", "NORMAL");
+        let out = result?;
+        reset.map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
+    /// Runs `work` in a transaction, committed only while the database path still names
+    /// the file this store opened (else rolled back, and the run stops).
+    fn in_transaction<T>(
+        &self,
+        conn: &mut Connection,
+        work: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let out = work(&tx).map_err(|e| self.err(e))?;
+        self.check_file()?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(out)
     }
 
     /// Records send outcomes in one durable transaction (synchronous = FULL): a sent row
@@ -249,49 +284,75 @@ impl Store {
         if outcomes.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn();
-        conn.pragma_update(None, "synchronous", "FULL").map_err(|e| self.err(e))?;
-        let result = (|| {
-            let tx = conn.transaction()?;
-            {
-                let now_s = ts(now);
-                let mut sent = tx.prepare_cached(
-                    "UPDATE deliveries SET status = 'sent', sent_at = ?2, updated_at = ?2, last_error = NULL
-                     WHERE id = ?1 RETURNING subscriber, edition, items",
-                )?;
-                let mut seen = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO seen (subscriber, paper_id, edition, seen_at) VALUES (?1, ?2, ?3, ?4)",
-                )?;
-                let mut other = tx.prepare_cached(
-                    "UPDATE deliveries SET status = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1",
-                )?;
-                for o in outcomes {
-                    match o {
-                        Outcome::Sent { id } => {
-                            let row: Option<(String, String, String)> = sent
-                                .query_row(params![id, now_s], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                                .optional()?;
-                            if let Some((subscriber, edition, items)) = row {
-                                let items: Vec<Item> = serde_json::from_str(&items).unwrap_or_default();
-                                for item in items {
-                                    seen.execute(params![subscriber, item.id.as_str(), edition, now_s])?;
-                                }
+        self.durably(|tx| {
+            let now_s = ts(now);
+            let mut sent = tx.prepare_cached(
+                "UPDATE deliveries SET status = 'sent', sent_at = ?2, updated_at = ?2, last_error = NULL
+                 WHERE id = ?1 RETURNING subscriber, edition, items",
+            )?;
+            let mut seen = tx.prepare_cached(
+                "INSERT OR IGNORE INTO seen (subscriber, paper_id, edition, seen_at) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            let mut other = tx.prepare_cached(
+                "UPDATE deliveries SET status = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1",
+            )?;
+            let mut unsent = tx.prepare_cached(
+                "UPDATE deliveries SET status = 'pending', attempts = MAX(attempts - 1, 0), last_error = ?2,
+                    updated_at = ?3 WHERE id = ?1",
+            )?;
+            for o in outcomes {
+                match o {
+                    Outcome::Sent { id } => {
+                        let row: Option<(String, String, String)> = sent
+                            .query_row(params![id, now_s], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                            .optional()?;
+                        if let Some((subscriber, edition, items)) = row {
+                            let items: Vec<Item> = serde_json::from_str(&items).unwrap_or_default();
+                            for item in items {
+                                seen.execute(params![subscriber, item.id.as_str(), edition, now_s])?;
                             }
                         }
-                        Outcome::Failed { id, error } => {
-                            other.execute(params![id, "failed", error, now_s])?;
-                        }
-                        Outcome::Deferred { id, error } => {
-                            other.execute(params![id, "deferred", error, now_s])?;
-                        }
+                    }
+                    Outcome::Failed { id, error } => {
+                        other.execute(params![id, "failed", error, now_s])?;
+                    }
+                    Outcome::Deferred { id, error } => {
+                        other.execute(params![id, "deferred", error, now_s])?;
+                    }
+                    Outcome::Unsent { id, error } => {
+                        unsent.execute(params![id, error, now_s])?;
                     }
                 }
             }
-            tx.commit()
-        })();
-        let reset = conn.pragma_update(None, "synchronous", "NORMAL");
-        result.map_err(|e| self.err(e))?;
-        reset.map_err(|e| self.err(e))
+            Ok(())
+        })
+    }
+
+    /// The failed digests of `edition`, or of the latest edition that has any.
+    pub fn failed_digests(&self, edition: Option<NaiveDate>) -> Result<Vec<Delivery>> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE kind = 'digest' AND status = 'failed'
+             AND edition = COALESCE(?1, (SELECT MAX(edition) FROM deliveries WHERE kind = 'digest' AND status = 'failed'))
+             ORDER BY subscriber"
+        );
+        let mut stmt = conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([edition.map(|d| d.to_string())], delivery).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
+    /// Puts failed deliveries back to `pending`, keeping their Message-IDs and papers.
+    pub fn requeue(&self, ids: &[i64], now: DateTime<Utc>) -> Result<()> {
+        self.durably(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE deliveries SET status = 'pending', updated_at = ?2 WHERE id = ?1 AND status = 'failed'",
+            )?;
+            let now_s = ts(now);
+            for id in ids {
+                stmt.execute(params![id, now_s])?;
+            }
+            Ok(())
+        })
     }
 
     /// The latest delivery of every subscriber that has one, for `status`.
@@ -444,5 +505,53 @@ mod tests {
         }
         assert_eq!(store.consecutive_failures().unwrap(), 2);
         assert!(store.last_success().unwrap().is_some());
+    }
+
+    #[test]
+    fn an_unsent_delivery_goes_back_to_pending_without_counting_the_attempt() {
+        let store = Store::open_in_memory().unwrap();
+        let id = store.insert_deliveries(&[planned("a@x.org", "<1@x>")], now()).unwrap()[0].unwrap();
+        store.mark_sending(&[id], now()).unwrap();
+        store.record_outcomes(&[Outcome::Unsent { id, error: "535 bad credentials".into() }], now()).unwrap();
+        let row = store.digest_delivery("a@x.org", "2024-11-27".parse().unwrap()).unwrap().unwrap();
+        assert_eq!((row.status, row.attempts, row.message_id.as_str()), (Status::Pending, 0, "<1@x>"));
+        assert_eq!(row.last_error.as_deref(), Some("535 bad credentials"));
+    }
+
+    #[test]
+    fn failed_digests_of_the_latest_edition_are_requeued_with_their_message_ids() {
+        let store = Store::open_in_memory().unwrap();
+        let mut older = planned("a@x.org", "<old@x>");
+        older.edition = "2024-11-26".parse().unwrap();
+        let ids: Vec<i64> = store
+            .insert_deliveries(&[older, planned("a@x.org", "<1@x>"), planned("b@x.org", "<2@x>")], now())
+            .unwrap()
+            .into_iter()
+            .map(Option::unwrap)
+            .collect();
+        let failed = ids.iter().map(|&id| Outcome::Failed { id, error: "550".into() }).collect::<Vec<_>>();
+        store.record_outcomes(&failed, now()).unwrap();
+        let latest = store.failed_digests(None).unwrap();
+        assert_eq!(latest.iter().map(|d| d.message_id.as_str()).collect::<Vec<_>>(), ["<1@x>", "<2@x>"]);
+        let older = store.failed_digests(Some("2024-11-26".parse().unwrap())).unwrap();
+        assert_eq!(older.len(), 1);
+        store.requeue(&[latest[0].id], now()).unwrap();
+        let row = store.digest_delivery("a@x.org", "2024-11-27".parse().unwrap()).unwrap().unwrap();
+        assert_eq!((row.status, row.message_id.as_str()), (Status::Pending, "<1@x>"));
+    }
+
+    #[test]
+    fn a_database_file_deleted_or_replaced_under_the_store_refuses_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let store = Store::open(&path).unwrap();
+        store.insert_deliveries(&[planned("a@x.org", "<1@x>")], now()).unwrap();
+        std::fs::rename(&path, dir.path().join("moved.sqlite3")).unwrap();
+        let err = store.insert_deliveries(&[planned("b@x.org", "<2@x>")], now()).unwrap_err();
+        assert!(err.to_string().contains("deleted"), "{err}");
+        std::fs::write(&path, b"").unwrap();
+        let err = store.mark_sending(&[1], now()).unwrap_err();
+        assert!(err.to_string().contains("replaced"), "{err}");
+        assert_eq!(err.exit_code(), crate::error::exit::CONFIG);
     }
 }

@@ -25,6 +25,24 @@ const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("migrations/000
 pub struct Store {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// The file's device and inode when it was opened: a commit first checks that the
+    /// path still names that file, so a database deleted or replaced mid-run stops the
+    /// run instead of taking writes nobody will read.
+    identity: Option<FileId>,
+}
+
+/// A file's device and inode.
+type FileId = (u64, u64);
+
+#[cfg(unix)]
+fn file_id(path: &Path) -> std::io::Result<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(path: &Path) -> std::io::Result<FileId> {
+    std::fs::metadata(path).map(|_| (0, 0))
 }
 
 /// Each source's last fetch, for `status`.
@@ -48,15 +66,65 @@ impl Store {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         let conn = Connection::open(path).map_err(|e| Error::store(path, e))?;
-        let store = Store { conn: Mutex::new(conn), path: path.to_path_buf() };
+        let mut store = Store { conn: Mutex::new(conn), path: path.to_path_buf(), identity: None };
         store.init()?;
+        store.identity = Some(file_id(path).map_err(|e| Error::io(path, e))?);
         Ok(store)
+    }
+
+    /// Opens an existing database for reading only (`status`): nothing is created,
+    /// migrated or written, so it works on a read-only file or folder, and beside a run.
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .and_then(|c| c.busy_timeout(std::time::Duration::from_secs(5)).map(|()| c))
+            .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).map(|v| (c, v)));
+        let (conn, version) = match conn {
+            Ok(opened) => opened,
+            // A WAL database whose -shm file is gone cannot be opened read-only in a folder
+            // this user cannot write; as nothing else can be writing there either, it is
+            // read as an immutable file.
+            Err(_) => {
+                let escaped =
+                    path.display().to_string().replace('%', "%25").replace('?', "%3f").replace('#', "%23");
+                let uri = format!("file:{escaped}?immutable=1");
+                let c = Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+                    .map_err(|e| Error::store(path, e))?;
+                let v = c
+                    .query_row("PRAGMA user_version", [], |r| r.get(0))
+                    .map_err(|e| Error::store(path, e))?;
+                (c, v)
+            }
+        };
+        if version != MIGRATIONS.len() as i64 {
+            return Err(Error::Store {
+                path: path.to_path_buf(),
+                source: rusqlite::Error::InvalidParameterName(format!(
+                    "schema version {version}, this paper-digest reads {}; run any other command once to migrate it",
+                    MIGRATIONS.len()
+                )),
+            });
+        }
+        Ok(Store { conn: Mutex::new(conn), path: path.to_path_buf(), identity: None })
+    }
+
+    /// Fails when the database path no longer names the file this store opened.
+    pub(crate) fn check_file(&self) -> Result<()> {
+        let Some(opened) = self.identity else { return Ok(()) };
+        let what = match file_id(&self.path) {
+            Ok(now) if now == opened => return Ok(()),
+            Ok(_) => "replaced by another file",
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "deleted",
+            Err(e) => return Err(Error::io(&self.path, e)),
+        };
+        Err(Error::StoreReplaced { path: self.path.clone(), what: what.into() })
     }
 
     /// An in-memory database, for tests and benchmarks.
     pub fn open_in_memory() -> Result<Store> {
         let conn = Connection::open_in_memory().map_err(|e| Error::store(":memory:", e))?;
-        let store = Store { conn: Mutex::new(conn), path: PathBuf::from(":memory:") };
+        let store = Store { conn: Mutex::new(conn), path: PathBuf::from(":memory:"), identity: None };
         store.init()?;
         Ok(store)
     }

@@ -21,10 +21,21 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::oneshot;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// How the server speaks TLS.
+#[derive(Debug, Clone)]
+pub enum Tls {
+    /// TLS from the first byte (port 465 style).
+    Implicit(Arc<ServerConfig>),
+    /// Plaintext, upgraded by a real `STARTTLS` (port 587 style).
+    Starttls(Arc<ServerConfig>),
+}
 
 /// What the server does wrong, and how often. Counts apply across all connections.
 #[derive(Debug, Clone, Default)]
@@ -37,7 +48,12 @@ pub struct Faults {
     delay: Duration,
     delay_first: Option<usize>,
     auth: Option<(String, String)>,
+    mechanisms: Option<String>,
     starttls: bool,
+    greeting: Option<String>,
+    close_after_ehlo: bool,
+    withhold_reply: usize,
+    tls: Option<Tls>,
 }
 
 impl Faults {
@@ -100,12 +116,110 @@ impl Faults {
         self
     }
 
+    /// Advertises these AUTH mechanisms instead of `PLAIN LOGIN` (with [`auth`](Self::auth)).
+    pub fn auth_mechanisms(mut self, mechanisms: &str) -> Self {
+        self.mechanisms = Some(mechanisms.into());
+        self
+    }
+
     /// Advertises STARTTLS but answers `454` to it (this server has no TLS). Without
-    /// this the server is plaintext-only and does not mention STARTTLS at all.
+    /// this (or [`tls`](Self::tls)) the server is plaintext-only and does not mention
+    /// STARTTLS at all.
     pub fn advertise_starttls(mut self) -> Self {
         self.starttls = true;
         self
     }
+
+    /// Greets with this line instead of `220 ...`, e.g. `554 5.7.1 No SMTP service here`;
+    /// then waits for QUIT, answering `503` to anything else.
+    pub fn greeting(mut self, line: &str) -> Self {
+        self.greeting = Some(line.into());
+        self
+    }
+
+    /// Answers the first EHLO of each connection, then closes it.
+    pub fn close_after_ehlo(mut self) -> Self {
+        self.close_after_ehlo = true;
+        self
+    }
+
+    /// For the first `n` messages, records the message at its final dot and then never
+    /// replies, holding the connection open until the client goes away (a server that
+    /// queued it but whose reply was lost).
+    pub fn withhold_final_reply(mut self, n: usize) -> Self {
+        self.withhold_reply = n;
+        self
+    }
+
+    /// Speaks TLS: implicit, or after a real STARTTLS.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+}
+
+/// A certificate authority made for one test, and server certificates it signs.
+pub struct TestCa {
+    pem: String,
+    der: CertificateDer<'static>,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages =
+            vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+        params.distinguished_name.push(rcgen::DnType::CommonName, "paper-digest test CA");
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let cert = params.self_signed(&key).expect("CA certificate");
+        TestCa { pem: cert.pem(), der: cert.der().clone(), issuer: rcgen::Issuer::new(params, key) }
+    }
+
+    /// The CA certificate, PEM: what `ca_file` names.
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// A server configuration with a certificate for `names` (DNS names or IP
+    /// addresses) issued by this CA.
+    pub fn server(&self, names: &[&str]) -> Arc<ServerConfig> {
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_string()).collect::<Vec<_>>())
+                .expect("server parameters");
+        let cert = params.signed_by(&key, &self.issuer).expect("server certificate");
+        server_config(cert.der().clone(), &key)
+    }
+}
+
+impl TestCa {
+    /// A server that presents the CA certificate itself, as a misconfigured relay does.
+    pub fn as_server(&self) -> Arc<ServerConfig> {
+        server_config(self.der.clone(), self.issuer.key())
+    }
+}
+
+/// A server configuration with a self-signed certificate for `names`.
+pub fn self_signed(names: &[&str]) -> Arc<ServerConfig> {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params = rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_string()).collect::<Vec<_>>())
+        .expect("parameters");
+    let cert = params.self_signed(&key).expect("self-signed certificate");
+    server_config(cert.der().clone(), &key)
+}
+
+fn server_config(cert: CertificateDer<'static>, key: &rcgen::KeyPair) -> Arc<ServerConfig> {
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("server certificate and key");
+    Arc::new(config)
 }
 
 /// One message the server accepted (or received before dropping the connection).
@@ -152,6 +266,10 @@ impl Received {
 struct Log {
     messages: Vec<Received>,
     commands: Vec<String>,
+    /// Commands read before the connection was encrypted.
+    in_clear: Vec<String>,
+    /// Connections whose TLS handshake failed (the client refused the certificate).
+    tls_failures: usize,
     connections: usize,
     active: usize,
     max_active: usize,
@@ -160,6 +278,7 @@ struct Log {
     drops_left: usize,
     closes_left: usize,
     delays_left: Option<usize>,
+    withheld_left: usize,
 }
 
 struct Shared {
@@ -194,6 +313,7 @@ impl SmtpServer {
             drops_left: faults.drop_after_data,
             closes_left: faults.close_after_reply,
             delays_left: faults.delay_first,
+            withheld_left: faults.withhold_reply,
             ..Log::default()
         };
         let shared = Arc::new(Shared { faults, log: Mutex::new(log) });
@@ -237,6 +357,20 @@ impl SmtpServer {
         self.commands()
             .iter()
             .any(|c| c.split_whitespace().next().is_some_and(|v| v.eq_ignore_ascii_case(verb)))
+    }
+
+    /// Whether any command began with this verb while the connection was in clear text.
+    pub fn saw_command_in_clear(&self, verb: &str) -> bool {
+        self.shared
+            .log()
+            .in_clear
+            .iter()
+            .any(|c| c.split_whitespace().next().is_some_and(|v| v.eq_ignore_ascii_case(verb)))
+    }
+
+    /// Connections whose TLS handshake failed.
+    pub fn tls_failures(&self) -> usize {
+        self.shared.log().tls_failures
     }
 
     /// Connections accepted so far.
@@ -292,23 +426,75 @@ struct Transaction {
     rcpts: Vec<String>,
 }
 
+/// A byte stream the session can speak over: TCP, or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+type Stream = Box<dyn Io>;
+
+/// Completes a TLS handshake, counting the failed ones.
+async fn accept_tls(config: &Arc<ServerConfig>, stream: Stream, shared: &Shared) -> std::io::Result<Stream> {
+    match TlsAcceptor::from(Arc::clone(config)).accept(stream).await {
+        Ok(tls) => Ok(Box::new(tls)),
+        Err(e) => {
+            shared.log().tls_failures += 1;
+            Err(e)
+        }
+    }
+}
+
+fn halves(stream: Stream) -> (BufReader<ReadHalf<Stream>>, WriteHalf<Stream>) {
+    let (r, w) = tokio::io::split(stream);
+    (BufReader::new(r), w)
+}
+
 async fn session(stream: TcpStream, shared: &Shared, id: usize) -> std::io::Result<()> {
     let faults = &shared.faults;
-    let (r, mut w) = stream.into_split();
-    let mut r = BufReader::new(r);
-    reply(&mut w, "220 localhost ESMTP paper-digest test server").await?;
+    let mut encrypted = false;
+    let stream: Stream = match &faults.tls {
+        Some(Tls::Implicit(config)) => {
+            encrypted = true;
+            accept_tls(config, Box::new(stream), shared).await?
+        }
+        _ => Box::new(stream),
+    };
+    let (mut r, mut w) = halves(stream);
+    let refused = faults.greeting.is_some();
+    reply(&mut w, faults.greeting.as_deref().unwrap_or("220 localhost ESMTP paper-digest test server"))
+        .await?;
     let mut authed = false;
     let mut tx = Transaction::default();
     while let Some(line) = read_line(&mut r).await? {
         let line = String::from_utf8_lossy(&line).into_owned();
-        shared.log().commands.push(line.clone());
+        log_command(shared, &line, encrypted);
         let verb = line.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+        let starttls = match &faults.tls {
+            Some(Tls::Starttls(config)) if !encrypted => Some(config),
+            _ => None,
+        };
         match verb.as_str() {
+            "QUIT" => {
+                reply(&mut w, "221 2.0.0 Bye").await?;
+                return Ok(());
+            }
+            _ if refused => reply(&mut w, "503 5.5.1 No SMTP service here; QUIT only").await?,
             "EHLO" => {
-                reply(&mut w, &ehlo_reply(faults)).await?;
+                reply(&mut w, &ehlo_reply(faults, starttls.is_some())).await?;
                 tx = Transaction::default();
+                if faults.close_after_ehlo {
+                    return Ok(());
+                }
             }
             "HELO" => reply(&mut w, "250 localhost").await?,
+            "STARTTLS" if starttls.is_some() => {
+                reply(&mut w, "220 2.0.0 Ready to start TLS").await?;
+                let Some(config) = starttls else { unreachable!() };
+                let plain = r.into_inner().unsplit(w);
+                (r, w) = halves(accept_tls(config, plain, shared).await?);
+                encrypted = true;
+                // RFC 3207: the client forgets what it knew and says EHLO again.
+                authed = false;
+                tx = Transaction::default();
+            }
             "STARTTLS" if faults.starttls => reply(&mut w, "454 4.7.0 TLS not available").await?,
             "AUTH" => match &faults.auth {
                 None => reply(&mut w, "502 5.5.1 AUTH not offered").await?,
@@ -331,39 +517,13 @@ async fn session(stream: TcpStream, shared: &Shared, id: usize) -> std::io::Resu
             }
             "RCPT" if tx.from.is_none() => reply(&mut w, "503 5.5.1 MAIL first").await?,
             "RCPT" => {
-                let rcpt = path_of(&line);
-                let tempfail = take_one(&mut shared.log().tempfail_rcpt_left);
-                if tempfail {
-                    reply(&mut w, "451 4.7.1 Greylisted, try again later").await?;
-                } else if faults.reject.contains(&rcpt.to_ascii_lowercase()) {
-                    reply(&mut w, "550 5.1.1 No such user here").await?;
-                } else {
-                    tx.rcpts.push(rcpt);
-                    reply(&mut w, "250 2.1.5 OK").await?;
-                }
+                let answer = rcpt(shared, &mut tx, path_of(&line));
+                reply(&mut w, answer).await?;
             }
             "DATA" if tx.rcpts.is_empty() => reply(&mut w, "554 5.5.1 No valid recipients").await?,
             "DATA" => {
-                reply(&mut w, "354 End data with <CR><LF>.<CR><LF>").await?;
-                let Some(data) = read_data(&mut r).await? else { return Ok(()) };
-                let received = Received {
-                    mail_from: tx.from.take().unwrap_or_default(),
-                    rcpt_to: std::mem::take(&mut tx.rcpts),
-                    data,
-                    connection: id,
-                };
-                match end_of_data(shared, received) {
-                    AfterData::Drop => return Ok(()),
-                    AfterData::Tempfail => reply(&mut w, "451 4.3.0 Try again later").await?,
-                    AfterData::Accept { delay, close } => {
-                        if delay && !faults.delay.is_zero() {
-                            tokio::time::sleep(faults.delay).await;
-                        }
-                        reply(&mut w, "250 2.0.0 OK queued").await?;
-                        if close {
-                            return Ok(());
-                        }
-                    }
+                if !receive(&mut r, &mut w, shared, &mut tx, id).await? {
+                    return Ok(());
                 }
             }
             "RSET" => {
@@ -372,31 +532,85 @@ async fn session(stream: TcpStream, shared: &Shared, id: usize) -> std::io::Resu
             }
             "NOOP" => reply(&mut w, "250 2.0.0 OK").await?,
             "VRFY" => reply(&mut w, "252 2.5.2 Cannot VRFY user").await?,
-            "QUIT" => {
-                reply(&mut w, "221 2.0.0 Bye").await?;
-                return Ok(());
-            }
             _ => reply(&mut w, "500 5.5.2 Command not recognized").await?,
         }
     }
     Ok(())
 }
 
-fn ehlo_reply(faults: &Faults) -> String {
-    let mut lines = vec!["250-localhost", "250-8BITMIME", "250-SMTPUTF8", "250-SIZE 10485760"];
+fn log_command(shared: &Shared, line: &str, encrypted: bool) {
+    let mut log = shared.log();
+    log.commands.push(line.to_string());
+    if !encrypted {
+        log.in_clear.push(line.to_string());
+    }
+}
+
+/// The reply to RCPT, after the fault budgets; an accepted recipient joins `tx`.
+fn rcpt(shared: &Shared, tx: &mut Transaction, rcpt: String) -> &'static str {
+    if take_one(&mut shared.log().tempfail_rcpt_left) {
+        "451 4.7.1 Greylisted, try again later"
+    } else if shared.faults.reject.contains(&rcpt.to_ascii_lowercase()) {
+        "550 5.1.1 No such user here"
+    } else {
+        tx.rcpts.push(rcpt);
+        "250 2.1.5 OK"
+    }
+}
+
+/// DATA for a transaction with recipients: reads the message and applies the fault
+/// budgets. False when the session ends here.
+async fn receive<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    r: &mut BufReader<R>,
+    w: &mut W,
+    shared: &Shared,
+    tx: &mut Transaction,
+    id: usize,
+) -> std::io::Result<bool> {
+    reply(w, "354 End data with <CR><LF>.<CR><LF>").await?;
+    let Some(data) = read_data(r).await? else { return Ok(false) };
+    let received = Received {
+        mail_from: tx.from.take().unwrap_or_default(),
+        rcpt_to: std::mem::take(&mut tx.rcpts),
+        data,
+        connection: id,
+    };
+    match end_of_data(shared, received) {
+        AfterData::Drop => Ok(false),
+        AfterData::Withhold => {
+            // Hold the connection, silent, until the client gives up on it.
+            while read_line(r).await?.is_some() {}
+            Ok(false)
+        }
+        AfterData::Tempfail => reply(w, "451 4.3.0 Try again later").await.map(|()| true),
+        AfterData::Accept { delay, close } => {
+            if delay && !shared.faults.delay.is_zero() {
+                tokio::time::sleep(shared.faults.delay).await;
+            }
+            reply(w, "250 2.0.0 OK queued").await?;
+            Ok(!close)
+        }
+    }
+}
+
+fn ehlo_reply(faults: &Faults, offer_starttls: bool) -> String {
+    let mut lines: Vec<String> =
+        ["250-localhost", "250-8BITMIME", "250-SMTPUTF8", "250-SIZE 10485760"].map(String::from).into();
     if faults.auth.is_some() {
-        lines.push("250-AUTH PLAIN LOGIN");
+        lines.push(format!("250-AUTH {}", faults.mechanisms.as_deref().unwrap_or("PLAIN LOGIN")));
     }
-    if faults.starttls {
-        lines.push("250-STARTTLS");
+    if faults.starttls || offer_starttls {
+        lines.push("250-STARTTLS".into());
     }
-    lines.push("250 ENHANCEDSTATUSCODES");
+    lines.push("250 ENHANCEDSTATUSCODES".into());
     lines.join("\r\n")
 }
 
 enum AfterData {
     /// Close the connection without replying (the message was recorded).
     Drop,
+    /// Never reply; keep the connection until the client closes it (the message was recorded).
+    Withhold,
     /// Reply 451 (the message was discarded).
     Tempfail,
     /// Reply 250, after the configured delay if `delay`; then hang up if `close`.
@@ -410,6 +624,10 @@ fn end_of_data(shared: &Shared, received: Received) -> AfterData {
     if take_one(&mut log.drops_left) {
         log.messages.push(received);
         return AfterData::Drop;
+    }
+    if take_one(&mut log.withheld_left) {
+        log.messages.push(received);
+        return AfterData::Withhold;
     }
     if take_one(&mut log.tempfail_data_left) {
         return AfterData::Tempfail;
@@ -432,10 +650,10 @@ fn take_one(left: &mut usize) -> bool {
 
 /// AUTH PLAIN (with or without an initial response) or AUTH LOGIN; the credentials
 /// given, or None when they cannot be decoded.
-async fn auth_exchange<R: AsyncRead + Unpin>(
+async fn auth_exchange<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     line: &str,
     r: &mut BufReader<R>,
-    w: &mut OwnedWriteHalf,
+    w: &mut W,
     shared: &Shared,
 ) -> std::io::Result<Option<(String, String)>> {
     let mut words = line.split_whitespace().skip(1);
@@ -478,7 +696,7 @@ fn path_of(line: &str) -> String {
     line[start..end].to_string()
 }
 
-async fn reply(w: &mut OwnedWriteHalf, text: &str) -> std::io::Result<()> {
+async fn reply<W: AsyncWrite + Unpin>(w: &mut W, text: &str) -> std::io::Result<()> {
     w.write_all(format!("{text}\r\n").as_bytes()).await?;
     w.flush().await
 }
