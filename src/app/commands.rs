@@ -252,6 +252,7 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
         "config": cfg.path,
         "database": cfg.digest.database,
         "papers": store.paper_count()?,
+        "suppressed": store.suppressed_count()?,
         "last_run": last_run,
         "last_success": last_success.as_ref().map(|r| &r.started_at),
         "consecutive_failures": store.consecutive_failures()?,
@@ -283,6 +284,11 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
             cfg.digest.timezone
         )?;
         writeln!(out, "papers stored: {}", doc["papers"])?;
+        writeln!(
+            out,
+            "suppressed:    {} (unsubscribed; `paper-digest subscribers list`)",
+            doc["suppressed"]
+        )?;
         writeln!(out, "sources:")?;
         for s in &sources {
             match &s.last_error {

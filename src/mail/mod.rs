@@ -10,4 +10,4 @@ mod message;
 mod smtp;
 
 pub use mailer::Mailer;
-pub use message::{Envelope, build, new_message_id};
+pub use message::{Envelope, build, build_for, new_message_id};
