@@ -285,7 +285,7 @@ fn template_error(name: &str, e: &minijinja::Error) -> Error {
 /// Prints a value the way minijinja does, except that HTML escaping leaves `/` alone:
 /// minijinja writes it as `&#x2f;`, which is valid but turns every URL in a digest into
 /// `https:&#x2f;&#x2f;…` and costs bytes under Gmail's clip for no safety gained.
-fn html_formatter(
+pub(crate) fn html_formatter(
     out: &mut minijinja::Output,
     state: &minijinja::State,
     value: &Value,

@@ -34,6 +34,8 @@ impl Pages {
         env.set_undefined_behavior(minijinja::UndefinedBehavior::SemiStrict);
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
+        // URLs stay readable: `/` is not escaped (see the digest's formatter).
+        env.set_formatter(crate::render::html_formatter);
         for &(name, source) in BUILTIN {
             let custom = dir.map(|d| d.join("web").join(name)).filter(|p| p.is_file());
             match custom {
@@ -79,5 +81,9 @@ mod tests {
             )
             .unwrap();
         assert!(html.contains("&lt;b&gt;x&lt;/b&gt;") && html.contains("a &amp; b"), "{html}");
+        assert!(html.contains("href=\"https://d.example.org/style.css\""), "{html}");
+        for (name, _) in BUILTIN {
+            assert!(pages.env.get_template(name).is_ok(), "{name}");
+        }
     }
 }
