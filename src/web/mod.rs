@@ -183,8 +183,10 @@ fn router(state: Arc<Web>) -> Router {
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
-        // Tokens travel in URLs: never hand them to another site in a Referer.
-        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        // Tokens travel in URLs: never hand them to another site in a Referer. (Not
+        // `no-referrer`: under it browsers send `Origin: null` even to this site, which
+        // the cross-site check below must refuse.)
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
