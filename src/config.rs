@@ -1583,6 +1583,60 @@ password_env = "PW"
         );
     }
 
+    fn with_web(web: &str, env: &[(&str, &str)]) -> Result<Config> {
+        let text = format!("[mail]\nfrom = \"digest@example.org\"\n[web]\n{web}\n");
+        let env: Vec<(String, String)> =
+            env.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect();
+        Config::parse_with(&text, Path::new("c.toml"), Path::new("."), &move |name| {
+            env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    const LONG: &str = "0123456789abcdef0123456789abcdef!";
+
+    #[test]
+    fn a_web_table_gets_its_defaults_and_keeps_the_secret_out_of_debug_output() {
+        let c = with_web("base_url = \"https://digest.example.org/\"\nsecret_env = \"S\"", &[("S", LONG)])
+            .unwrap();
+        let w = c.web.unwrap();
+        assert_eq!(w.base_url, "https://digest.example.org");
+        assert_eq!(w.listen.to_string(), "127.0.0.1:8080");
+        assert!(w.subscribe && !w.public_topics);
+        assert_eq!(w.confirm_within, Duration::from_secs(48 * 3600));
+        assert!(!format!("{w:?}").contains("0123456789"));
+        assert!(Config::parse("[mail]\nfrom = \"digest@example.org\"").unwrap().web.is_none());
+    }
+
+    #[test]
+    fn web_links_must_be_https_except_on_loopback() {
+        let err = with_web("base_url = \"http://digest.example.org\"\nsecret_env = \"S\"", &[("S", LONG)])
+            .unwrap_err();
+        assert!(err.to_string().contains("web.base_url") && err.to_string().contains("https"), "{err}");
+        assert!(with_web("base_url = \"http://127.0.0.1:8080\"\nsecret_env = \"S\"", &[("S", LONG)]).is_ok());
+        assert!(with_web("base_url = \"http://localhost:8080\"\nsecret_env = \"S\"", &[("S", LONG)]).is_ok());
+        let err =
+            with_web("base_url = \"https://x.org/?a=1\"\nsecret_env = \"S\"", &[("S", LONG)]).unwrap_err();
+        assert!(err.to_string().contains("query"), "{err}");
+    }
+
+    #[test]
+    fn a_web_secret_shorter_than_32_bytes_or_missing_is_refused_naming_the_key() {
+        let err =
+            with_web("base_url = \"https://x.org\"\nsecret_env = \"S\"", &[("S", "short")]).unwrap_err();
+        assert!(err.to_string().contains("web.secret_env") && err.to_string().contains("32"), "{err}");
+        assert!(!err.to_string().contains("short"), "the secret itself is never shown: {err}");
+        let err = with_web("base_url = \"https://x.org\"", &[]).unwrap_err();
+        assert!(err.to_string().contains("secret_env"), "{err}");
+        let err =
+            with_web("base_url = \"https://x.org\"\nsecret_env = \"S\"\nsecret_file = \"f\"", &[("S", LONG)])
+                .unwrap_err();
+        assert!(err.to_string().contains("only one of"), "{err}");
+        let err =
+            with_web("base_url = \"https://x.org\"\nsecret_env = \"S\"\nlisten = \"8080\"", &[("S", LONG)])
+                .unwrap_err();
+        assert!(err.to_string().contains("web.listen"), "{err}");
+    }
+
     #[test]
     fn the_example_config_is_valid() {
         let text = include_str!("../config/example.toml");

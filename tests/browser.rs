@@ -170,8 +170,10 @@ async fn a_reader_subscribes_confirms_manages_votes_and_unsubscribes_in_a_real_b
     c.find(Locator::Css("form button[type=submit]:not(.secondary)")).await.unwrap().click().await.unwrap();
     assert!(c.source().await.unwrap().contains("Saved."));
     snap(&c, shots, "manage").await;
-    let topics: String =
-        site.db().query_row("SELECT topics FROM readers WHERE subscriber = 'dave@example.org'", [], |r| r.get(0)).unwrap();
+    let topics: String = site
+        .db()
+        .query_row("SELECT topics FROM readers WHERE subscriber = 'dave@example.org'", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(topics, r#"["llm-reasoning","video"]"#);
 
     // The next run sends a digest; read it in the browser and vote.
@@ -186,7 +188,10 @@ async fn a_reader_subscribes_confirms_manages_votes_and_unsubscribes_in_a_real_b
     snap(&c, shots, "vote").await;
     c.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
     expect_heading(&c, "Vote recorded").await;
-    assert_eq!(site.count("SELECT COUNT(*) FROM votes WHERE subscriber = 'dave@example.org' AND vote = 1"), 1);
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM votes WHERE subscriber = 'dave@example.org' AND vote = 1"),
+        1
+    );
 
     // Unsubscribe through the List-Unsubscribe URL's page.
     let header = digest.header("List-Unsubscribe").unwrap();

@@ -235,6 +235,9 @@ fn a_more_like_this_vote_changes_the_next_ranking_and_fewer_like_this_is_recorde
     let fewer = url_after(&html, &format!("{}/fewer/", server.base)).unwrap();
     assert_eq!(post(&fewer.replace("/fewer/", "/more/"), "", None).status, 400, "purposes do not mix");
     let after = site.preview_ids("bob@example.org", NEXT_DAY);
+    let explained = site.run_at(&["explain", "--to", "bob@example.org", "--paper", &after[0]], NEXT_DAY);
+    let explained = String::from_utf8_lossy(&explained.stdout).into_owned();
+    assert!(explained.contains("votes: more like this: "), "{explained}");
     assert!(
         after.iter().any(|id| !before.contains(id)),
         "papers like the liked one join the next digest: {before:?} -> {after:?}"
@@ -283,4 +286,67 @@ fn serve_without_a_web_table_says_what_to_add_and_check_validates_it() {
     let out = site.cmd(&["check"], NOW).env("PD_TEST_SECRET", "short").output().unwrap();
     assert_eq!(code(&out), 78);
     assert!(stderr(&out).contains("web.secret_env") && stderr(&out).contains("32"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_closed_list_has_no_subscribe_page_and_oversized_bodies_are_refused() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none());
+    let site = Site::with_subscribers(&http.url(), smtp.port(), "", "");
+    let port = free_port();
+    enable_web(&site, port, "subscribe = false");
+    let server = Served::start(&site, port);
+    assert_eq!(get(&format!("{}/", server.base)).status, 404);
+    assert_eq!(post(&format!("{}/subscribe", server.base), "email=a%40example.org", None).status, 404);
+    let huge = format!("email=a%40example.org&pad={}", "x".repeat(64 * 1024));
+    assert_eq!(post(&format!("{}/u/anything", server.base), &huge, None).status, 413);
+    assert_eq!(get(&format!("{}/healthz", server.base)).body, "ok");
+    assert_eq!(get(&format!("{}/no/such/page", server.base)).status, 404);
+}
+
+#[test]
+fn repeated_requests_for_one_address_mail_it_at_most_three_times_an_hour_and_answer_the_same() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none());
+    let (site, port) = web_site(&smtp, &http.url(), "");
+    let server = Served::start(&site, port);
+    let token = form_token(&get(&format!("{}/", server.base)).body);
+    let body = format!("email=frank%40example.org&frequency=weekly&form={token}");
+    let answers: Vec<u16> = (0..5)
+        .map(|_| post(&format!("{}/subscribe", server.base), &body, Some(&server.base)).status)
+        .collect();
+    assert_eq!(answers, [200; 5]);
+    wait_for(&smtp, "frank@example.org", 3);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(to(&smtp, "frank@example.org").len(), 3);
+    // A form token that was not made by this server is refused.
+    let forged = body.replace(&token, "bm9ib2R5.AAAAAAAAAAAAAAAAAAAAAA");
+    assert_eq!(post(&format!("{}/subscribe", server.base), &forged, None).status, 403);
+}
+
+#[test]
+fn the_operator_can_add_suppress_and_remove_database_subscribers() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none());
+    let (site, _port) = web_site(&smtp, &http.url(), site::SUBSCRIBERS);
+    let ok = |args: &[&str]| {
+        let out = site.run(args);
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ok(&["subscribers", "add", "Gina@Example.org", "--topic", "video"]);
+    ok(&["subscribers", "suppress", "bob@example.org"]);
+    let listed = ok(&["subscribers", "list"]);
+    assert!(listed.contains("gina@example.org") && listed.contains("suppressed"), "{listed}");
+    let out = site.run(&["subscribers", "add", "h@example.org", "--topic", "nope"]);
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
+    assert_eq!(code(&site.run(&["run"])), 0);
+    assert_eq!(to(&smtp, "gina@example.org").len(), 1);
+    assert!(to(&smtp, "bob@example.org").is_empty());
+    ok(&["subscribers", "unsuppress", "bob@example.org"]);
+    ok(&["subscribers", "remove", "gina@example.org"]);
+    assert_eq!(code(&site.run_at(&["run"], NEXT_DAY)), 0);
+    assert_eq!(to(&smtp, "gina@example.org").len(), 1);
+    assert_eq!(to(&smtp, "bob@example.org").len(), 1);
 }

@@ -112,7 +112,11 @@ pub(super) async fn preview(cfg: &Config, args: &PreviewArgs, now: DateTime<Utc>
                 unsubscribe_url: cfg.mail.unsubscribe_url.as_deref(),
                 unsubscribe_mailto: cfg.mail.unsubscribe_mailto.as_deref(),
             };
-            let rendered = renderer_for(cfg)?.render(&ctx)?;
+            // With [web], the preview shows this reader's own signed links, as sent.
+            let links = cfg.web.as_ref().map(|w| {
+                crate::web::Links::new(w).for_digest(&sub.key, edition, items.iter().map(|i| &i.id))
+            });
+            let rendered = renderer_for(cfg)?.render_with_links(&ctx, links.as_ref())?;
             match format {
                 PreviewFormat::Html => rendered.html.into_bytes(),
                 PreviewFormat::Text => {
@@ -121,7 +125,11 @@ pub(super) async fn preview(cfg: &Config, args: &PreviewArgs, now: DateTime<Utc>
                 _ => {
                     let id = mail::new_message_id(&cfg.mail);
                     let envelope = Envelope { to: &sub.email, message_id: &id, date: now };
-                    mail::build(&cfg.mail, &envelope, &rendered)?.formatted()
+                    match &links {
+                        Some(l) => mail::build_for(&cfg.mail, &envelope, &rendered, Some(&l.unsubscribe))?,
+                        None => mail::build(&cfg.mail, &envelope, &rendered)?,
+                    }
+                    .formatted()
                 }
             }
         }
@@ -212,12 +220,19 @@ pub(super) async fn explain(
     let liked = liked_papers(cfg, &store).await;
     let indexes = Indexes::new(cfg, &candidates, &liked, now);
     let explanation = indexes.for_subscriber(sub).explain(sub, &id, &store.seen(&sub.key)?);
+    // The reader's "More like this" / "Fewer like this" votes (from `serve`).
+    let (liked, disliked) = store.feedback(&sub.key)?;
+    let ids = |v: &[PaperId]| v.iter().map(PaperId::as_str).collect::<Vec<_>>().join(", ");
     print(|out| {
         if json {
             serde_json::to_writer_pretty(&mut *out, &explanation)?;
             writeln!(out)
         } else {
-            write!(out, "{explanation}")
+            write!(out, "{explanation}")?;
+            if liked.is_empty() && disliked.is_empty() {
+                return Ok(());
+            }
+            writeln!(out, "votes: more like this: {}; fewer like this: {}", ids(&liked), ids(&disliked))
         }
     })?;
     Ok(exit::OK)

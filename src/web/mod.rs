@@ -114,11 +114,16 @@ impl Web {
         )
     }
 
-    /// The reader with what the database says about them, if they are one.
+    /// The reader with the settings the database holds for them, if they are one (of the
+    /// config or the database). Looks up this one reader, not the whole list.
     fn subscriber(&self, key: &str) -> Result<Option<Subscriber>> {
-        let roster = roster::apply(&self.cfg, &self.store)?;
-        let cfg = roster.as_ref().unwrap_or(&self.cfg);
-        Ok(cfg.subscribers.iter().find(|s| s.key == key).cloned())
+        let reader = self.store.reader(key)?;
+        Ok(match (self.cfg.subscriber(key), &reader) {
+            (Some(sub), Some(r)) => Some(roster::with_settings(sub.clone(), r, &self.cfg)),
+            (Some(sub), None) => Some(sub.clone()),
+            (None, Some(r)) => roster::from_reader(r, &self.cfg),
+            (None, None) => None,
+        })
     }
 
     /// The topics readers may choose: the configured ones.

@@ -82,7 +82,7 @@ pub fn apply(cfg: &Config, store: &Store) -> Result<Option<Config>> {
 }
 
 /// A config subscriber with the settings they chose on the manage page.
-fn with_settings(mut sub: Subscriber, r: &Reader, cfg: &Config) -> Subscriber {
+pub(crate) fn with_settings(mut sub: Subscriber, r: &Reader, cfg: &Config) -> Subscriber {
     sub.topics = known_topics(&r.topics, cfg);
     sub.frequency = r.frequency;
     sub.weekday = weekday(r.weekday.as_deref());
@@ -90,7 +90,7 @@ fn with_settings(mut sub: Subscriber, r: &Reader, cfg: &Config) -> Subscriber {
 }
 
 /// A reader of the database as a subscriber with the digest's defaults.
-fn from_reader(r: &Reader, cfg: &Config) -> Option<Subscriber> {
+pub(crate) fn from_reader(r: &Reader, cfg: &Config) -> Option<Subscriber> {
     let email = r.subscriber.parse().ok()?;
     Some(Subscriber {
         email,
