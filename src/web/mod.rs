@@ -486,12 +486,30 @@ async fn unsubscribe_page(State(web): St, Path(token): Path<String>) -> Response
     )
 }
 
+/// Whether a POST is RFC 8058's one-click unsubscribe: the field `List-Unsubscribe` with
+/// the value `One-Click`, sent as `multipart/form-data` (what the RFC recommends) or
+/// `application/x-www-form-urlencoded` (what most providers send).
+async fn is_one_click(headers: &HeaderMap, body: &Bytes) -> bool {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let Ok(boundary) = multer::parse_boundary(content_type) else {
+        return field(&form(body), "List-Unsubscribe") == Some("One-Click");
+    };
+    let stream = futures_util::stream::once(std::future::ready(Ok::<_, std::io::Error>(body.clone())));
+    let mut parts = multer::Multipart::new(stream, boundary);
+    while let Ok(Some(part)) = parts.next_field().await {
+        if part.name() == Some("List-Unsubscribe") {
+            return part.text().await.is_ok_and(|v| v.trim() == "One-Click");
+        }
+    }
+    false
+}
+
 async fn unsubscribe(State(web): St, Path(token): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(c) = web.signer().verify(Purpose::Unsubscribe, &token) else { return web.invalid_link() };
     let f = form(&body);
     // RFC 8058: the mailbox provider POSTs exactly this, from its servers, without our
     // page; the signed URL is what authorizes it.
-    let one_click = field(&f, "List-Unsubscribe") == Some("One-Click");
+    let one_click = is_one_click(&headers, &body).await;
     if !one_click {
         if field(&f, "confirm") != Some("unsubscribe") {
             return web.message(
@@ -894,4 +912,53 @@ async fn topic_feed(State(web): St, Path(name): Path<String>) -> Response {
 
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn headers(content_type: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap());
+        h
+    }
+
+    #[tokio::test]
+    async fn one_click_is_recognized_urlencoded_and_as_multipart_form_data() {
+        let form = headers("application/x-www-form-urlencoded");
+        assert!(is_one_click(&form, &Bytes::from_static(b"List-Unsubscribe=One-Click")).await);
+        assert!(!is_one_click(&form, &Bytes::from_static(b"List-Unsubscribe=Two-Clicks")).await);
+        assert!(!is_one_click(&form, &Bytes::from_static(b"confirm=unsubscribe")).await);
+        let multipart = headers("multipart/form-data; boundary=XyZ");
+        let body = "--XyZ\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--XyZ--\r\n";
+        assert!(is_one_click(&multipart, &Bytes::from(body)).await);
+        assert!(!is_one_click(&multipart, &Bytes::from(body.replace("One-Click", "No"))).await);
+        assert!(!is_one_click(&multipart, &Bytes::from_static(b"garbage")).await);
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_a_local_proxy_names_it() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1, 203.0.113.7"));
+        assert_eq!(client("127.0.0.1:9".parse().unwrap(), &h), "203.0.113.7");
+        assert_eq!(
+            client("198.51.100.2:9".parse().unwrap(), &h),
+            "198.51.100.2",
+            "a remote peer cannot choose"
+        );
+        assert_eq!(client("127.0.0.1:9".parse().unwrap(), &HeaderMap::new()), "127.0.0.1");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_body_and_content_type_is_judged_without_panicking(body in proptest::collection::vec(any::<u8>(), 0..512), ct in "[ -~]{0,80}") {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let h = HeaderValue::from_str(&ct).map(|v| { let mut m = HeaderMap::new(); m.insert(header::CONTENT_TYPE, v); m }).unwrap_or_default();
+            let _ = rt.block_on(is_one_click(&h, &Bytes::from(body)));
+        }
+    }
 }

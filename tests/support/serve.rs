@@ -111,6 +111,18 @@ pub fn post(url: &str, body: &str, origin: Option<&str>) -> Answer {
     })
 }
 
+/// POSTs one field as `multipart/form-data`, as RFC 8058 recommends for one-click.
+pub fn post_multipart(url: &str, name: &str, value: &str) -> Answer {
+    let body = format!(
+        "--pd-boundary\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n--pd-boundary--\r\n"
+    );
+    runtime().block_on(async {
+        let req =
+            client().post(url).header("content-type", "multipart/form-data; boundary=pd-boundary").body(body);
+        answer(req.send().await.unwrap()).await
+    })
+}
+
 /// The first URL in `text` that starts with `prefix`, up to a quote, space or bracket.
 pub fn url_after(text: &str, prefix: &str) -> Option<String> {
     let at = text.find(prefix)?;
