@@ -105,6 +105,15 @@ async fn snap(c: &Client, dir: Option<&PathBuf>, name: &str) {
     }
 }
 
+/// Waits until the page shows `want` somewhere.
+async fn expect_text(c: &Client, want: &str) {
+    let start = Instant::now();
+    while !c.source().await.unwrap_or_default().contains(want) {
+        assert!(start.elapsed() < Duration::from_secs(15), "the page never showed {want:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits (a click's page load takes a moment) until the page's heading is `want`.
 async fn expect_heading(c: &Client, want: &str) {
     let start = Instant::now();
@@ -149,6 +158,10 @@ async fn a_reader_subscribes_confirms_manages_votes_and_unsubscribes_in_a_real_b
     c.find(Locator::Css("#email")).await.unwrap().send_keys("dave@example.org").await.unwrap();
     c.find(Locator::Css("input[value='llm-reasoning']")).await.unwrap().click().await.unwrap();
     snap(&c, shots, "subscribe").await;
+    // The same page on a phone's screen.
+    c.set_window_size(390, 844).await.unwrap();
+    snap(&c, shots, "subscribe-phone").await;
+    c.set_window_size(820, 1100).await.unwrap();
     c.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
     expect_heading(&c, "Check your inbox").await;
     snap(&c, shots, "check-inbox").await;
@@ -168,7 +181,7 @@ async fn a_reader_subscribes_confirms_manages_votes_and_unsubscribes_in_a_real_b
     expect_heading(&c, "Your subscription").await;
     c.find(Locator::Css("input[value='video']")).await.unwrap().click().await.unwrap();
     c.find(Locator::Css("form button[type=submit]:not(.secondary)")).await.unwrap().click().await.unwrap();
-    assert!(c.source().await.unwrap().contains("Saved."));
+    expect_text(&c, "Saved.").await;
     snap(&c, shots, "manage").await;
     let topics: String = site
         .db()
@@ -208,5 +221,9 @@ async fn a_reader_subscribes_confirms_manages_votes_and_unsubscribes_in_a_real_b
     c.goto(&format!("{}/topics/llm-reasoning", server.base)).await.unwrap();
     expect_heading(&c, "Papers on llm-reasoning").await;
     snap(&c, shots, "topic").await;
+    let feed = reqwest::get(format!("{}/topics/llm-reasoning/feed", server.base)).await.unwrap();
+    let parsed =
+        feed_rs::parser::parse(&feed.bytes().await.unwrap()[..]).expect("the topic feed is valid Atom");
+    assert_eq!(parsed.entries.len(), 1);
     c.close().await.unwrap();
 }

@@ -145,6 +145,9 @@ fn a_one_click_post_to_the_received_list_unsubscribe_url_stops_the_next_digest_a
     let html = html_part(&alice);
     assert!(html.contains(&url), "the footer links the same URL");
     assert!(html.contains(">Manage your subscription</a>") && html.contains(">View in browser</a>"));
+    let text = text_part(&alice);
+    assert!(text.contains(&format!("Unsubscribe: {url}")), "{text}");
+    assert!(text.contains("Manage your subscription: ") && text.contains("More like this:  "), "{text}");
 
     let server = Served::start(&site, port);
     let page = get(&url);
