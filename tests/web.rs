@@ -298,7 +298,7 @@ fn serve_without_a_web_table_says_what_to_add_and_check_validates_it() {
 }
 
 #[test]
-fn a_closed_list_has_no_subscribe_page_and_oversized_bodies_are_refused() {
+fn a_closed_list_has_no_subscribe_page_oversized_bodies_are_refused_and_sigterm_stops_the_server() {
     let http = hf_server();
     let smtp = SmtpServer::start(Faults::none());
     let site = Site::with_subscribers(&http.url(), smtp.port(), "", "");
@@ -311,6 +311,7 @@ fn a_closed_list_has_no_subscribe_page_and_oversized_bodies_are_refused() {
     assert_eq!(post(&format!("{}/u/anything", server.base), &huge, None).status, 413);
     assert_eq!(get(&format!("{}/healthz", server.base)).body, "ok");
     assert_eq!(get(&format!("{}/no/such/page", server.base)).status, 404);
+    assert_eq!(server.stop().code(), Some(0), "SIGTERM stops it cleanly");
 }
 
 #[test]

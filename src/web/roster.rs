@@ -57,7 +57,9 @@ pub fn apply(cfg: &Config, store: &Store) -> Result<Option<Config>> {
         subscribers.iter().enumerate().map(|(i, s)| (s.key.clone(), i)).collect();
     for (n, (key, liked, _disliked)) in feedback.into_iter().enumerate() {
         let Some(&i) = index.get(&key) else { continue };
-        if liked.is_empty() {
+        // A reader without topics gets the trending list; a topic of their own would turn
+        // it into a list of look-alikes, so their votes wait for the ranker's feedback input.
+        if liked.is_empty() || subscribers[i].topics.is_empty() {
             continue;
         }
         let name = votes_topic_name(n + 1);
@@ -189,6 +191,21 @@ topics = ["video"]
         assert_eq!(cfg.subscribers.len(), 1);
         assert_eq!(cfg.subscribers[0].topics, ["video"]);
         assert_eq!(cfg.subscribers[0].frequency, Frequency::Weekly);
+    }
+
+    #[test]
+    fn a_trending_reader_keeps_the_trending_list_after_a_vote() {
+        let store = Store::open_in_memory().unwrap();
+        store
+            .put_reader(
+                &Reader { topics: Vec::new(), ..reader("carol@example.org", ReaderOrigin::Web) },
+                now(),
+            )
+            .unwrap();
+        store.vote("carol@example.org", &PaperId("2411.1".into()), 1, now()).unwrap();
+        let cfg = apply(&config(), &store).unwrap().unwrap();
+        assert!(cfg.subscribers[2].topics.is_empty());
+        assert_eq!(cfg.topics.len(), 2);
     }
 
     #[test]
