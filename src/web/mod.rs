@@ -527,7 +527,6 @@ async fn unsubscribe(State(web): St, Path(token): Path<String>, headers: HeaderM
         return web.failed(&e);
     }
     tracing::info!(to = %mask_email(&c.subscriber), how = reason, "unsubscribed");
-    let subscribe_url = format!("{}/", web.base());
     web.page(
         StatusCode::OK,
         "message.html",
@@ -536,7 +535,6 @@ async fn unsubscribe(State(web): St, Path(token): Path<String>, headers: HeaderM
             text => format!("Nothing more will be sent to {}.", c.subscriber),
             link_url => web.links.manage(&c.subscriber),
             link_text => "Changed your mind? Subscribe again",
-            subscribe_url,
         },
     )
 }
