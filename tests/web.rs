@@ -360,3 +360,26 @@ fn the_operator_can_add_suppress_and_remove_database_subscribers() {
     assert_eq!(to(&smtp, "gina@example.org").len(), 1);
     assert_eq!(to(&smtp, "bob@example.org").len(), 1);
 }
+
+#[test]
+fn a_confirmation_link_opened_after_it_expired_subscribes_nobody() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none());
+    let (site, port) = web_site(&smtp, &http.url(), "");
+    let server = Served::start(&site, port);
+    let token = form_token(&get(&format!("{}/", server.base)).body);
+    let body = format!("email=ivy%40example.org&form={token}");
+    assert_eq!(post(&format!("{}/subscribe", server.base), &body, Some(&server.base)).status, 200);
+    let mail = wait_for(&smtp, "ivy@example.org", 1);
+    let link = url_after(&text_part(&mail), &format!("{}/c/", server.base)).unwrap();
+    drop(server);
+
+    // 49 hours later (confirm_hours defaults to 48).
+    let later = Served::start_at(&site, port, "2024-11-29T08:00:00Z");
+    let answer = post(&link, "", Some(&later.base));
+    assert_eq!(answer.status, 410, "{}", answer.body);
+    assert_eq!(site.count("SELECT COUNT(*) FROM readers"), 0);
+    drop(later);
+    assert_eq!(code(&site.run_at(&["run"], "2024-11-29T09:00:00Z")), 0);
+    assert_eq!(to(&smtp, "ivy@example.org").len(), 1, "only the confirmation");
+}
