@@ -297,6 +297,11 @@ fn serve_without_a_web_table_says_what_to_add_and_check_validates_it() {
     assert_eq!(code(&out), 78);
     assert!(stderr(&out).contains("web.base_url") && stderr(&out).contains("https"), "{}", stderr(&out));
     site.edit_config(|t| t.replace("http://digest.example.org", "https://digest.example.org"));
+    let out = site.cmd(&["check"], NOW).env("PD_TEST_SECRET", serve::SECRET).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("web ok: links to https://digest.example.org"), "{said}");
+    assert!(!said.contains(serve::SECRET) && !stderr(&out).contains(serve::SECRET));
     let out = site.cmd(&["check"], NOW).env("PD_TEST_SECRET", "short").output().unwrap();
     assert_eq!(code(&out), 78);
     assert!(stderr(&out).contains("web.secret_env") && stderr(&out).contains("32"), "{}", stderr(&out));

@@ -349,7 +349,19 @@ pub(super) async fn check(cfg: &Config, connect: bool, now: DateTime<Utc>) -> Re
             cfg.topics.len(),
             cfg.subscribers.len(),
             cfg.mail.transport
-        )
+        )?;
+        // [web] was validated with the rest (scheme, address, secret length); say what serves.
+        match &cfg.web {
+            Some(w) => writeln!(
+                out,
+                "web ok: links to {}, `serve` listens on {}, subscribe page {}, public topics {}",
+                w.base_url,
+                w.listen,
+                if w.subscribe { "on" } else { "off" },
+                if w.public_topics { "on" } else { "off" }
+            ),
+            None => Ok(()),
+        }
     })?;
     if !connect {
         return Ok(exit::OK);
