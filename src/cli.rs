@@ -92,6 +92,54 @@ pub enum Command {
     },
     /// Run on the config's cron schedule until SIGTERM/SIGINT (for hosts without systemd)
     Daemon,
+    /// Serve the reader pages ([web]): subscribe, unsubscribe, manage, votes, archive, feeds
+    Serve,
+    /// List and change the database's subscribers and the suppression list
+    Subscribers {
+        #[command(subcommand)]
+        action: SubscribersAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscribersAction {
+    /// Everyone who gets a digest, where each comes from, and the suppressed addresses
+    List {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a confirmed subscriber to the database (no confirmation mail)
+    Add {
+        #[arg(value_name = "EMAIL")]
+        email: String,
+        /// A configured topic; repeat for more
+        #[arg(long = "topic", value_name = "NAME")]
+        topics: Vec<String>,
+        #[arg(long, value_enum, default_value_t = FrequencyArg::Daily)]
+        frequency: FrequencyArg,
+    },
+    /// Remove a subscriber added on the web page or with `add`
+    Remove {
+        #[arg(value_name = "EMAIL")]
+        email: String,
+    },
+    /// Send an address nothing more, whatever the config says
+    Suppress {
+        #[arg(value_name = "EMAIL")]
+        email: String,
+    },
+    /// Lift a suppression
+    Unsuppress {
+        #[arg(value_name = "EMAIL")]
+        email: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FrequencyArg {
+    Daily,
+    Weekly,
 }
 
 #[derive(Debug, Args)]

@@ -41,6 +41,29 @@ struct RawConfig {
     /// as JSON Lines. Spanned so a file that cannot be opened is reported at its line.
     subscribers_file: Option<toml::Spanned<PathBuf>>,
     alerts: Option<RawAlerts>,
+    web: Option<RawWeb>,
+}
+
+/// `[web]`: the reader-facing pages of `paper-digest serve` and the links digests carry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    base_url: String,
+    #[serde(default = "web_listen")]
+    listen: String,
+    secret_env: Option<String>,
+    secret_file: Option<PathBuf>,
+    secret_credential: Option<String>,
+    /// The secret before a rotation, still accepted (never used to sign) so that links in
+    /// digests already sent keep working.
+    previous_secret_env: Option<String>,
+    previous_secret_file: Option<PathBuf>,
+    #[serde(default = "yes")]
+    subscribe: bool,
+    #[serde(default)]
+    public_topics: bool,
+    #[serde(default = "confirm_hours")]
+    confirm_hours: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -301,6 +324,12 @@ fn smtp_data_timeout() -> f64 {
 fn smtp_backoff() -> u64 {
     1000
 }
+fn web_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn confirm_hours() -> u32 {
+    48
+}
 
 /// Whether mail to `host` stays on this machine: an IP literal in 127.0.0.0/8, `::1`, or
 /// exactly `localhost`. A name that merely starts with `127.` can point anywhere.
@@ -346,7 +375,29 @@ pub struct Config {
     pub subscribers: Vec<Subscriber>,
     pub subscribers_file: Option<SubscribersFile>,
     pub alerts: Option<Alerts>,
+    /// `[web]`: absent, digests carry no per-reader links and `serve` refuses to start.
+    pub web: Option<WebSettings>,
 }
+
+/// The validated `[web]` table.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    /// The public URL every link starts with, without a trailing slash.
+    pub base_url: String,
+    pub listen: std::net::SocketAddr,
+    /// Signs every link (HMAC-SHA256); at least 32 bytes.
+    pub secret: Secret,
+    /// Accepted when verifying only, during a rotation.
+    pub previous_secrets: Vec<Secret>,
+    /// Whether the public subscribe page is on.
+    pub subscribe: bool,
+    pub public_topics: bool,
+    /// How long a subscription request waits for its confirmation.
+    pub confirm_within: Duration,
+}
+
+/// The shortest signing secret accepted: HMAC-SHA256's own block of security.
+pub const MIN_WEB_SECRET_BYTES: usize = 32;
 
 /// The JSON Lines file named by `subscribers_file`, and how many subscribers came from it.
 #[derive(Debug, Clone)]
@@ -807,6 +858,7 @@ impl Validator<'_> {
             None => None,
         };
 
+        let web = raw.web.as_ref().map(|w| self.web(w)).transpose()?;
         Ok(Config {
             path: self.path.to_path_buf(),
             digest,
@@ -817,6 +869,7 @@ impl Validator<'_> {
             subscribers,
             subscribers_file,
             alerts,
+            web,
         })
     }
 
@@ -1041,6 +1094,128 @@ impl Validator<'_> {
         }
     }
 
+    fn web(&self, w: &RawWeb) -> Result<WebSettings> {
+        let url = url::Url::parse(&w.base_url)
+            .map_err(|e| self.err("web.base_url", format!("`{}` is not a URL ({e})", w.base_url)))?;
+        let loopback = match url.host() {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            "http" => {
+                return Err(self.err(
+                    "web.base_url",
+                    format!("`{}` must be https (plain http only for 127.0.0.1 or localhost): links carry sign-in-like tokens", w.base_url),
+                ));
+            }
+            other => {
+                return Err(self.err(
+                    "web.base_url",
+                    format!("`{}` uses the scheme `{other}`; expected an https URL", w.base_url),
+                ));
+            }
+        }
+        if url.query().is_some() || url.fragment().is_some() || url.host().is_none() {
+            return Err(self.err(
+                "web.base_url",
+                format!("`{}` must be a plain https URL without a query or fragment, e.g. \"https://digest.example.org\"", w.base_url),
+            ));
+        }
+        let base_url = url.as_str().trim_end_matches('/').to_string();
+        let listen = w.listen.parse().map_err(|_| {
+            self.err(
+                "web.listen",
+                format!("`{}` is not an address and port (expected e.g. \"127.0.0.1:8080\")", w.listen),
+            )
+        })?;
+        let secret = self
+            .secret("web.secret", w.secret_env.as_deref(), w.secret_file.as_deref(), w.secret_credential.as_deref())?
+            .ok_or_else(|| {
+                self.err("web", "a signing secret is needed: set `secret_env`, `secret_file` or `secret_credential` (at least 32 random bytes, e.g. `openssl rand -base64 48`)")
+            })?;
+        let mut previous_secrets = Vec::new();
+        if let Some(old) = self.secret(
+            "web.previous_secret",
+            w.previous_secret_env.as_deref(),
+            w.previous_secret_file.as_deref(),
+            None,
+        )? {
+            previous_secrets.push(old);
+        }
+        if w.confirm_hours == 0 {
+            return Err(self.err("web.confirm_hours", "expected at least 1 hour"));
+        }
+        Ok(WebSettings {
+            base_url,
+            listen,
+            secret,
+            previous_secrets,
+            subscribe: w.subscribe,
+            public_topics: w.public_topics,
+            confirm_within: Duration::from_secs(u64::from(w.confirm_hours) * 3600),
+        })
+    }
+
+    /// A secret named by `{prefix}_env`, `{prefix}_file` or `{prefix}_credential`, with the
+    /// rules of the SMTP password; `None` when none is set. Web secrets must be long enough
+    /// to sign with.
+    fn secret(
+        &self,
+        prefix: &str,
+        env: Option<&str>,
+        file: Option<&Path>,
+        credential: Option<&str>,
+    ) -> Result<Option<Secret>> {
+        if [env.is_some(), file.is_some(), credential.is_some()].iter().filter(|s| **s).count() > 1 {
+            return Err(self.err(
+                prefix,
+                format!("give only one of `{p}_env`, `{p}_file`, `{p}_credential`", p = key_tail(prefix)),
+            ));
+        }
+        let (key, value) = if let Some(var) = env {
+            let key = format!("{prefix}_env");
+            match (self.env)(var) {
+                Some(v) if !v.is_empty() => (key, v),
+                _ => {
+                    return Err(self.err(
+                        key,
+                        format!("the environment variable {var} is not set; export it or use a file"),
+                    ));
+                }
+            }
+        } else {
+            let (key, path) = if let Some(name) = credential {
+                let key = format!("{prefix}_credential");
+                let dir = (self.env)("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                    self.err(&key, "$CREDENTIALS_DIRECTORY is not set; run under systemd with LoadCredential= or use a file")
+                })?;
+                (key, PathBuf::from(dir).join(name))
+            } else if let Some(p) = file {
+                (format!("{prefix}_file"), self.resolve(p))
+            } else {
+                return Ok(None);
+            };
+            check_private(&path).map_err(|m| self.err(&key, m))?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| self.err(&key, format!("cannot read {}: {e}", path.display())))?;
+            (key, text.trim_end_matches(['\r', '\n']).to_string())
+        };
+        if value.len() < MIN_WEB_SECRET_BYTES {
+            return Err(self.err(
+                key,
+                format!(
+                    "the secret has {} bytes; expected at least {MIN_WEB_SECRET_BYTES} (e.g. `openssl rand -base64 48`)",
+                    value.len()
+                ),
+            ));
+        }
+        Ok(Some(Secret(value)))
+    }
+
     fn password(&self, s: &RawSmtp) -> Result<Option<Secret>> {
         if let Some(var) = &s.password_env {
             return match (self.env)(var) {
@@ -1222,6 +1397,11 @@ fn relocate(e: Error, file: &Path, line: usize) -> Error {
 /// The line (from 1) of a byte offset in `text`.
 fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset).unwrap_or(text).matches('\n').count() + 1
+}
+
+/// `web.secret` → `secret`: the field name's stem for messages.
+fn key_tail(prefix: &str) -> &str {
+    prefix.rsplit('.').next().unwrap_or(prefix)
 }
 
 /// A password file readable by group or others is refused, the way ssh refuses keys.
@@ -1492,6 +1672,60 @@ password_env = "PW"
             ),
             "{e}"
         );
+    }
+
+    fn with_web(web: &str, env: &[(&str, &str)]) -> Result<Config> {
+        let text = format!("[mail]\nfrom = \"digest@example.org\"\n[web]\n{web}\n");
+        let env: Vec<(String, String)> =
+            env.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect();
+        Config::parse_with(&text, Path::new("c.toml"), Path::new("."), &move |name| {
+            env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    const LONG: &str = "0123456789abcdef0123456789abcdef!";
+
+    #[test]
+    fn a_web_table_gets_its_defaults_and_keeps_the_secret_out_of_debug_output() {
+        let c = with_web("base_url = \"https://digest.example.org/\"\nsecret_env = \"S\"", &[("S", LONG)])
+            .unwrap();
+        let w = c.web.unwrap();
+        assert_eq!(w.base_url, "https://digest.example.org");
+        assert_eq!(w.listen.to_string(), "127.0.0.1:8080");
+        assert!(w.subscribe && !w.public_topics);
+        assert_eq!(w.confirm_within, Duration::from_secs(48 * 3600));
+        assert!(!format!("{w:?}").contains("0123456789"));
+        assert!(Config::parse("[mail]\nfrom = \"digest@example.org\"").unwrap().web.is_none());
+    }
+
+    #[test]
+    fn web_links_must_be_https_except_on_loopback() {
+        let err = with_web("base_url = \"http://digest.example.org\"\nsecret_env = \"S\"", &[("S", LONG)])
+            .unwrap_err();
+        assert!(err.to_string().contains("web.base_url") && err.to_string().contains("https"), "{err}");
+        assert!(with_web("base_url = \"http://127.0.0.1:8080\"\nsecret_env = \"S\"", &[("S", LONG)]).is_ok());
+        assert!(with_web("base_url = \"http://localhost:8080\"\nsecret_env = \"S\"", &[("S", LONG)]).is_ok());
+        let err =
+            with_web("base_url = \"https://x.org/?a=1\"\nsecret_env = \"S\"", &[("S", LONG)]).unwrap_err();
+        assert!(err.to_string().contains("query"), "{err}");
+    }
+
+    #[test]
+    fn a_web_secret_shorter_than_32_bytes_or_missing_is_refused_naming_the_key() {
+        let err =
+            with_web("base_url = \"https://x.org\"\nsecret_env = \"S\"", &[("S", "short")]).unwrap_err();
+        assert!(err.to_string().contains("web.secret_env") && err.to_string().contains("32"), "{err}");
+        assert!(!err.to_string().contains("short"), "the secret itself is never shown: {err}");
+        let err = with_web("base_url = \"https://x.org\"", &[]).unwrap_err();
+        assert!(err.to_string().contains("secret_env"), "{err}");
+        let err =
+            with_web("base_url = \"https://x.org\"\nsecret_env = \"S\"\nsecret_file = \"f\"", &[("S", LONG)])
+                .unwrap_err();
+        assert!(err.to_string().contains("only one of"), "{err}");
+        let err =
+            with_web("base_url = \"https://x.org\"\nsecret_env = \"S\"\nlisten = \"8080\"", &[("S", LONG)])
+                .unwrap_err();
+        assert!(err.to_string().contains("web.listen"), "{err}");
     }
 
     #[test]

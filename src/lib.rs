@@ -10,6 +10,9 @@
 //! 5. [`mail`] builds the MIME message and sends it with lettre (file, SMTP or sendmail).
 //! 6. [`schedule`] runs [`app::run_once`] on a cron schedule for hosts without systemd.
 //!
+//! [`web`] is the reader's side (`serve`): subscribe, one-click unsubscribe, manage, votes,
+//! the archive and feeds, all through per-reader signed links.
+//!
 //! [`app`] composes them; [`config`] turns the TOML file into a validated [`config::Config`].
 
 pub mod app;
@@ -26,5 +29,6 @@ pub mod schedule;
 pub mod source;
 pub mod store;
 pub mod text;
+pub mod web;
 
 pub use error::{Error, Result};

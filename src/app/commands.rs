@@ -112,7 +112,11 @@ pub(super) async fn preview(cfg: &Config, args: &PreviewArgs, now: DateTime<Utc>
                 unsubscribe_url: cfg.mail.unsubscribe_url.as_deref(),
                 unsubscribe_mailto: cfg.mail.unsubscribe_mailto.as_deref(),
             };
-            let rendered = renderer_for(cfg)?.render(&ctx)?;
+            // With [web], the preview shows this reader's own signed links, as sent.
+            let links = cfg.web.as_ref().map(|w| {
+                crate::web::Links::new(w).for_digest(&sub.key, edition, items.iter().map(|i| &i.id))
+            });
+            let rendered = renderer_for(cfg)?.render_with_links(&ctx, links.as_ref())?;
             match format {
                 PreviewFormat::Html => rendered.html.into_bytes(),
                 PreviewFormat::Text => {
@@ -121,7 +125,11 @@ pub(super) async fn preview(cfg: &Config, args: &PreviewArgs, now: DateTime<Utc>
                 _ => {
                     let id = mail::new_message_id(&cfg.mail);
                     let envelope = Envelope { to: &sub.email, message_id: &id, date: now };
-                    mail::build(&cfg.mail, &envelope, &rendered)?.formatted()
+                    match &links {
+                        Some(l) => mail::build_for(&cfg.mail, &envelope, &rendered, Some(&l.unsubscribe))?,
+                        None => mail::build(&cfg.mail, &envelope, &rendered)?,
+                    }
+                    .formatted()
                 }
             }
         }
@@ -296,12 +304,19 @@ pub(super) async fn explain(
     let liked = liked_papers(cfg, &store).await;
     let indexes = Indexes::new(cfg, &candidates, &liked, now);
     let explanation = indexes.for_subscriber(sub).explain(sub, &id, &store.seen(&sub.key)?);
+    // The reader's "More like this" / "Fewer like this" votes (from `serve`).
+    let (liked, disliked) = store.feedback(&sub.key)?;
+    let ids = |v: &[PaperId]| v.iter().map(PaperId::as_str).collect::<Vec<_>>().join(", ");
     print(|out| {
         if json {
             serde_json::to_writer_pretty(&mut *out, &explanation)?;
             writeln!(out)
         } else {
-            write!(out, "{explanation}")
+            write!(out, "{explanation}")?;
+            if liked.is_empty() && disliked.is_empty() {
+                return Ok(());
+            }
+            writeln!(out, "votes: more like this: {}; fewer like this: {}", ids(&liked), ids(&disliked))
         }
     })?;
     Ok(exit::OK)
@@ -338,6 +353,7 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
         "config": cfg.path,
         "database": cfg.digest.database,
         "papers": store.paper_count()?,
+        "suppressed": store.suppressed_count()?,
         "last_run": last_run,
         "last_success": last_success.as_ref().map(|r| &r.started_at),
         "consecutive_failures": store.consecutive_failures()?,
@@ -369,6 +385,11 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
             cfg.digest.timezone
         )?;
         writeln!(out, "papers stored: {}", doc["papers"])?;
+        writeln!(
+            out,
+            "suppressed:    {} (unsubscribed; `paper-digest subscribers list`)",
+            doc["suppressed"]
+        )?;
         writeln!(out, "sources:")?;
         for s in &sources {
             match &s.last_error {
@@ -414,7 +435,19 @@ pub(super) async fn check(cfg: &Config, connect: bool, now: DateTime<Utc>) -> Re
             cfg.topics.len(),
             cfg.subscribers.len(),
             cfg.mail.transport
-        )
+        )?;
+        // [web] was validated with the rest (scheme, address, secret length); say what serves.
+        match &cfg.web {
+            Some(w) => writeln!(
+                out,
+                "web ok: links to {}, `serve` listens on {}, subscribe page {}, public topics {}",
+                w.base_url,
+                w.listen,
+                if w.subscribe { "on" } else { "off" },
+                if w.public_topics { "on" } else { "off" }
+            ),
+            None => Ok(()),
+        }
     })?;
     if !connect {
         return Ok(exit::OK);

@@ -2,6 +2,7 @@
 //! `run_once(now)` is the whole daily job; the other commands ([`commands`]) reuse its parts.
 
 mod commands;
+mod subscribers;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config, MailSettings, Subscriber};
@@ -155,18 +156,26 @@ async fn dispatch(cfg: Config, command: Command, now: DateTime<Utc>, fixed_clock
             })?;
             Ok(if fetched.errors.is_empty() { exit::OK } else { exit::PARTIAL })
         }
-        Command::Preview(args) => commands::preview(&cfg, &args, now).await,
+        Command::Preview(args) => commands::preview(&with_readers(cfg)?, &args, now).await,
         Command::Check { connect } => commands::check(&cfg, connect, now).await,
-        Command::Status { json } => commands::status(&cfg, json, now),
+        Command::Status { json } => commands::status(&with_readers(cfg)?, json, now),
         Command::Resend { to, edition } => {
             let _lock = InstanceLock::acquire(&cfg.digest.lock_file)?;
-            commands::resend(&cfg, &to, edition, now).await
+            commands::resend(&with_readers(cfg)?, &to, edition, now).await
         }
         Command::Retry { edition, .. } => {
             let _lock = InstanceLock::acquire(&cfg.digest.lock_file)?;
-            commands::retry_failed(&cfg, edition, now).await
+            commands::retry_failed(&with_readers(cfg)?, edition, now).await
         }
-        Command::Explain { to, paper, json } => commands::explain(&cfg, &to, &paper, json, now).await,
+        Command::Explain { to, paper, json } => {
+            commands::explain(&with_readers(cfg)?, &to, &paper, json, now).await
+        }
+        Command::Serve => {
+            let shutdown = Shutdown::new();
+            schedule::cancel_on_signals(&shutdown)?;
+            crate::web::serve(cfg, now, shutdown).await
+        }
+        Command::Subscribers { action } => subscribers::run(&cfg, action, now),
         Command::Daemon => {
             let clock =
                 if fixed_clock { schedule::Clock::starting_at(now) } else { schedule::Clock::system() };
@@ -174,6 +183,13 @@ async fn dispatch(cfg: Config, command: Command, now: DateTime<Utc>, fixed_clock
         }
         Command::Init { .. } => unreachable!("handled before the config is loaded"),
     }
+}
+
+/// The config with the database's readers applied: suppressed addresses left out,
+/// confirmed web subscribers added, manage-page settings and votes taken into account.
+fn with_readers(cfg: Config) -> Result<Config> {
+    let store = Store::open(&cfg.digest.database)?;
+    Ok(crate::web::roster::apply(&cfg, &store)?.unwrap_or(cfg))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -362,6 +378,8 @@ pub async fn run_once(cfg: &Config, now: DateTime<Utc>, shutdown: &Shutdown) -> 
     let started = Instant::now();
     // Shared with the thread that commits send outcomes.
     let store = Arc::new(Store::open(&cfg.digest.database)?);
+    let readers = crate::web::roster::apply(cfg, &store)?;
+    let cfg = readers.as_ref().unwrap_or(cfg);
     let run_id = store.start_run("run", now)?;
     let result = run_inner(cfg, &store, now, shutdown).await;
     let finished = now + Days::from_std(started.elapsed()).unwrap_or_default();
@@ -428,6 +446,7 @@ async fn run_inner(
     let composer = Composer {
         renderer: Arc::new(Renderer::new(cfg.digest.templates.as_deref())?),
         mail: Arc::new(cfg.mail.clone()),
+        links: cfg.web.as_ref().map(|w| Arc::new(crate::web::Links::new(w))),
     };
     let mailer = Mailer::new(&cfg.mail)?;
     let progress = progress_bar(cfg.subscribers.len() as u64);
@@ -571,6 +590,8 @@ fn spinner(message: String) -> indicatif::ProgressBar {
 struct Composer {
     renderer: Arc<Renderer>,
     mail: Arc<MailSettings>,
+    /// Each reader's signed links, with `[web]` set.
+    links: Option<Arc<crate::web::Links>>,
 }
 
 /// What a send came to, before it is recorded.
@@ -630,11 +651,12 @@ async fn send_jobs(
                 async move { go }
             })
             .map(|job| {
-                let (mail, renderer, papers, cores) = (
+                let (mail, renderer, papers, cores, links) = (
                     Arc::clone(&composer.mail),
                     Arc::clone(&composer.renderer),
                     Arc::clone(&papers),
                     Arc::clone(&cores),
+                    composer.links.clone(),
                 );
                 let (sub, items, message_id, edition) =
                     (job.subscriber.clone(), job.items.clone(), job.message_id.clone(), job.edition);
@@ -642,7 +664,17 @@ async fn send_jobs(
                 let render = tokio::spawn(async move {
                     let _core = cores.acquire_owned().await;
                     tokio::task::spawn_blocking(move || {
-                        compose(&mail, &renderer, &sub, edition, &message_id, &items, &papers, now)
+                        compose(
+                            &mail,
+                            &renderer,
+                            links.as_deref(),
+                            &sub,
+                            edition,
+                            &message_id,
+                            &items,
+                            &papers,
+                            now,
+                        )
                     })
                     .await
                 });
@@ -915,6 +947,7 @@ fn papers_for<'i>(
 fn compose(
     mail: &MailSettings,
     renderer: &Renderer,
+    links: Option<&crate::web::Links>,
     subscriber: &Subscriber,
     edition: NaiveDate,
     message_id: &str,
@@ -930,9 +963,19 @@ fn compose(
         unsubscribe_url: mail.unsubscribe_url.as_deref(),
         unsubscribe_mailto: mail.unsubscribe_mailto.as_deref(),
     };
-    let rendered = renderer.render(&ctx).map_err(|e| e.to_string())?;
     let envelope = Envelope { to: &subscriber.email, message_id, date: now };
-    mail::build(mail, &envelope, &rendered).map_err(|e| e.to_string())
+    match links {
+        // With [web], every reader gets their own signed links and List-Unsubscribe URL.
+        Some(links) => {
+            let reader = links.for_digest(&subscriber.key, edition, items.iter().map(|i| &i.id));
+            let rendered = renderer.render_with_links(&ctx, Some(&reader)).map_err(|e| e.to_string())?;
+            mail::build_for(mail, &envelope, &rendered, Some(&reader.unsubscribe)).map_err(|e| e.to_string())
+        }
+        None => {
+            let rendered = renderer.render(&ctx).map_err(|e| e.to_string())?;
+            mail::build(mail, &envelope, &rendered).map_err(|e| e.to_string())
+        }
+    }
 }
 
 /// Hands a built message to the transport. Its row is already marked 'sending'.
@@ -958,8 +1001,18 @@ async fn send_one(
     papers: &Papers,
     now: DateTime<Utc>,
 ) -> Sent {
-    let composed =
-        compose(&cfg.mail, renderer, job.subscriber, job.edition, &job.message_id, &job.items, papers, now);
+    let links = cfg.web.as_ref().map(crate::web::Links::new);
+    let composed = compose(
+        &cfg.mail,
+        renderer,
+        links.as_ref(),
+        job.subscriber,
+        job.edition,
+        &job.message_id,
+        &job.items,
+        papers,
+        now,
+    );
     match composed {
         Ok(message) => match store.mark_sending(&[job.delivery_id], now) {
             Ok(()) => attempt(mailer, job, &message).await,

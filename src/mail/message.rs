@@ -54,12 +54,23 @@ const LIST_UNSUBSCRIBE_POST: HeaderName = HeaderName::new_from_ascii_str("List-U
 
 /// The message for one subscriber. Errors name the recipient.
 pub fn build(settings: &MailSettings, env: &Envelope<'_>, rendered: &Rendered) -> Result<Message> {
+    build_for(settings, env, rendered, settings.unsubscribe_url.as_deref())
+}
+
+/// [`build`] with this recipient's own one-click unsubscribe URL (a signed `[web]` link)
+/// in `List-Unsubscribe` instead of the configured one.
+pub fn build_for(
+    settings: &MailSettings,
+    env: &Envelope<'_>,
+    rendered: &Rendered,
+    unsubscribe_url: Option<&str>,
+) -> Result<Message> {
     let fail =
         |message: String| Error::Mail { recipient: env.to.email.to_string(), transient: false, message };
 
     check_message_id(env.message_id).map_err(&fail)?;
     let list_id = list_id(&settings.list_id).map_err(&fail)?;
-    let unsubscribe = list_unsubscribe(settings).map_err(&fail)?;
+    let unsubscribe = list_unsubscribe(settings, unsubscribe_url).map_err(&fail)?;
 
     let mut builder = Message::builder()
         .from(header_safe(&settings.from))
@@ -74,7 +85,7 @@ pub fn build(settings: &MailSettings, env: &Envelope<'_>, rendered: &Rendered) -
     if let Some(unsubscribe) = unsubscribe {
         builder = builder.raw_header(HeaderValue::new(LIST_UNSUBSCRIBE, unsubscribe));
         // RFC 8058: one-click only makes sense with an https URI the provider can POST to.
-        if settings.unsubscribe_url.is_some() {
+        if unsubscribe_url.is_some() {
             builder = builder
                 .raw_header(HeaderValue::new(LIST_UNSUBSCRIBE_POST, "List-Unsubscribe=One-Click".into()));
         }
@@ -127,7 +138,7 @@ fn list_id(raw: &str) -> Result<String, String> {
 }
 
 /// `<mailto:...>, <https://...>` (RFC 2369), or nothing when neither is configured.
-fn list_unsubscribe(settings: &MailSettings) -> Result<Option<String>, String> {
+fn list_unsubscribe(settings: &MailSettings, url: Option<&str>) -> Result<Option<String>, String> {
     let mut uris = Vec::new();
     if let Some(mailto) = settings.unsubscribe_mailto.as_deref() {
         let mailto = mailto.trim();
@@ -135,8 +146,8 @@ fn list_unsubscribe(settings: &MailSettings) -> Result<Option<String>, String> {
         let uri = if has_scheme { mailto.to_string() } else { format!("mailto:{mailto}") };
         uris.push(bracketed_uri("mail.unsubscribe_mailto", &uri)?);
     }
-    if let Some(url) = settings.unsubscribe_url.as_deref() {
-        uris.push(bracketed_uri("mail.unsubscribe_url", url.trim())?);
+    if let Some(url) = url {
+        uris.push(bracketed_uri("the unsubscribe URL", url.trim())?);
     }
     Ok((!uris.is_empty()).then(|| uris.join(", ")))
 }
@@ -250,6 +261,19 @@ mod tests {
         let to = parsed.to().unwrap().first().unwrap();
         assert_eq!(to.name(), Some("Eve \"the\" Bcc: mallory@example.org"));
         assert_eq!(to.address(), Some("eve@example.org"));
+    }
+
+    #[test]
+    fn a_recipients_own_unsubscribe_url_replaces_the_configured_one() {
+        let to: Mailbox = "alice@example.org".parse().unwrap();
+        let env = Envelope { to: &to, message_id: "<a@example.org>", date: Utc::now() };
+        let msg = build_for(&settings(), &env, &rendered(), Some("https://example.org/u/TOKEN.TAG")).unwrap();
+        let parsed = parse(&msg);
+        assert_eq!(
+            parsed.header_raw("List-Unsubscribe").unwrap().replace("\r\n", "").trim(),
+            "<mailto:digest@example.org?subject=unsubscribe>, <https://example.org/u/TOKEN.TAG>"
+        );
+        assert_eq!(parsed.header_raw("List-Unsubscribe-Post").unwrap().trim(), "List-Unsubscribe=One-Click");
     }
 
     #[test]

@@ -38,6 +38,17 @@ pub struct DigestContext<'a> {
     pub unsubscribe_mailto: Option<&'a str>,
 }
 
+/// One reader's signed links (with `[web]` set): the footer's unsubscribe, manage and
+/// view-in-browser links, and "More like this" / "Fewer like this" under every card.
+#[derive(Debug, Clone, Default)]
+pub struct ReaderLinks {
+    pub unsubscribe: String,
+    pub manage: String,
+    pub archive: String,
+    /// Per paper: ("More like this" URL, "Fewer like this" URL).
+    pub votes: HashMap<PaperId, (String, String)>,
+}
+
 /// A rendered digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
@@ -141,7 +152,16 @@ impl Renderer {
     /// abstracts are cut to one sentence, then the papers that still do not fit are listed
     /// by title only under "More matches".
     pub fn render(&self, ctx: &DigestContext<'_>) -> Result<Rendered> {
-        let digest = Digest::new(ctx, |p| self.paper_text(p));
+        self.render_with_links(ctx, None)
+    }
+
+    /// [`Renderer::render`] with one reader's signed links in the footer and the cards.
+    pub fn render_with_links(
+        &self,
+        ctx: &DigestContext<'_>,
+        links: Option<&ReaderLinks>,
+    ) -> Result<Rendered> {
+        let digest = Digest::new(ctx, links, |p| self.paper_text(p));
         let n = digest.papers.len();
         let subject = clean(&self.render_template(SUBJECT, &digest.page("", Layout::all(n)))?);
 
@@ -265,7 +285,7 @@ fn template_error(name: &str, e: &minijinja::Error) -> Error {
 /// Prints a value the way minijinja does, except that HTML escaping leaves `/` alone:
 /// minijinja writes it as `&#x2f;`, which is valid but turns every URL in a digest into
 /// `https:&#x2f;&#x2f;…` and costs bytes under Gmail's clip for no safety gained.
-fn html_formatter(
+pub(crate) fn html_formatter(
     out: &mut minijinja::Output,
     state: &minijinja::State,
     value: &Value,
@@ -364,6 +384,8 @@ struct Digest {
     papers: Vec<PaperView>,
     unsubscribe_url: Option<String>,
     unsubscribe_email: Option<String>,
+    manage_url: Option<String>,
+    archive_url: Option<String>,
 }
 
 /// The root of every template's context.
@@ -389,6 +411,10 @@ struct Page<'a> {
     shortened: bool,
     unsubscribe_url: Option<&'a str>,
     unsubscribe_email: Option<&'a str>,
+    /// The reader's manage page (with `[web]`).
+    manage_url: Option<&'a str>,
+    /// This edition in the browser (with `[web]`).
+    archive_url: Option<&'a str>,
 }
 
 /// A paper as the templates see it: its text, its place and matches in this digest, and
@@ -402,6 +428,8 @@ struct Card {
     matched: Value,
     terms: Value,
     summary: Option<Summary>,
+    more_like: Value,
+    fewer_like: Value,
 }
 
 impl Card {
@@ -419,6 +447,8 @@ impl Card {
         "upvotes",
         "comments",
         "links",
+        "more_like",
+        "fewer_like",
         // Last: title lines have no `summary`.
         "summary",
     ];
@@ -445,6 +475,8 @@ impl Object for Card {
             "upvotes" => Value::from(text.upvotes),
             "comments" => Value::from(text.comments),
             "links" => text.links.clone(),
+            "more_like" => self.more_like.clone(),
+            "fewer_like" => self.fewer_like.clone(),
             _ => return None,
         })
     }
@@ -484,6 +516,9 @@ struct PaperView {
     matched: Value,
     /// Just the matched terms, for the compact cards of a shortened digest.
     terms: Value,
+    /// The vote links (with `[web]`), else none.
+    more_like: Value,
+    fewer_like: Value,
 }
 
 impl PaperView {
@@ -495,6 +530,8 @@ impl PaperView {
             matched: self.matched.clone(),
             terms: self.terms.clone(),
             summary,
+            more_like: self.more_like.clone(),
+            fewer_like: self.fewer_like.clone(),
         })
     }
 }
@@ -530,7 +567,12 @@ struct LinkView {
 const MAX_CHIPS: usize = 4;
 
 impl Digest {
-    fn new(ctx: &DigestContext<'_>, text: impl Fn(&Paper) -> Arc<PaperText>) -> Self {
+    fn new(
+        ctx: &DigestContext<'_>,
+        links: Option<&ReaderLinks>,
+        text: impl Fn(&Paper) -> Arc<PaperText>,
+    ) -> Self {
+        let vote = |id: &PaperId| links.and_then(|l| l.votes.get(id));
         let sub = ctx.subscriber;
         let papers: Vec<PaperView> = ctx
             .papers
@@ -542,6 +584,8 @@ impl Digest {
                 topic: r.topic.as_deref().map(clean),
                 matched: Value::from(chips(&r.matched)),
                 terms: Value::from(terms(&r.matched)),
+                more_like: Value::from(vote(&r.paper.id).map(|v| v.0.clone())),
+                fewer_like: Value::from(vote(&r.paper.id).map(|v| v.1.clone())),
             })
             .collect();
         // The topics present, in the subscriber's order; all of them for an empty digest.
@@ -579,7 +623,12 @@ impl Digest {
             topics,
             trending: sub.topics.is_empty(),
             papers,
-            unsubscribe_url: ctx.unsubscribe_url.and_then(https_url),
+            unsubscribe_url: match links {
+                Some(l) => Some(l.unsubscribe.clone()),
+                None => ctx.unsubscribe_url.and_then(https_url),
+            },
+            manage_url: links.map(|l| l.manage.clone()),
+            archive_url: links.map(|l| l.archive.clone()),
             unsubscribe_email: ctx.unsubscribe_mailto.map(mailto_address).filter(|a| !a.is_empty()),
         }
     }
@@ -600,6 +649,8 @@ impl Digest {
             shortened: layout.summary == Summary::Short,
             unsubscribe_url: self.unsubscribe_url.as_deref(),
             unsubscribe_email: self.unsubscribe_email.as_deref(),
+            manage_url: self.manage_url.as_deref(),
+            archive_url: self.archive_url.as_deref(),
         }
     }
 }

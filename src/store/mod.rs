@@ -2,8 +2,10 @@
 //! HTTP validators. Migrations in `migrations/NNNN_name.sql` are applied on open, in WAL mode.
 
 mod ledger;
+mod readers;
 
 pub use ledger::{Delivery, Item, Kind, NewDelivery, Outcome, RunRecord, Status};
+pub use readers::{Pending, Reader, ReaderOrigin, SentEdition, Suppression, Votes};
 
 use crate::error::{Error, Result};
 use crate::model::{Paper, PaperId};
@@ -15,7 +17,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how far a database got.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init", include_str!("migrations/0001_init.sql")),
+    ("0002_web", include_str!("migrations/0002_web.sql")),
+];
 
 /// The database. A mutex makes it shareable across the async tasks of a run and the
 /// thread that commits its send outcomes (behind an `Arc`); every method holds it only for
