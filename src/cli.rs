@@ -23,6 +23,10 @@ pub struct Cli {
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
 
+    /// Log lines as text, or as one JSON object per line for log shippers
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
+
     /// Pretend the current time is this (RFC 3339): reproducible runs and tests
     #[arg(long, global = true, hide = true, value_name = "RFC3339", env = "PAPER_DIGEST_NOW")]
     pub now: Option<DateTime<Utc>>,
@@ -47,9 +51,8 @@ pub enum Command {
     },
     /// Write a commented starter config
     Init {
-        /// Where to write it
-        #[arg(default_value = "paper-digest.toml")]
-        path: PathBuf,
+        /// Where to write it [default: --config, else $PAPER_DIGEST_CONFIG, else ./paper-digest.toml]
+        path: Option<PathBuf>,
         /// Overwrite an existing file
         #[arg(long)]
         force: bool,
@@ -82,6 +85,13 @@ pub enum Command {
     },
     /// Run on the config's cron schedule until SIGTERM/SIGINT (for hosts without systemd)
     Daemon,
+    /// Print a shell completion script (e.g. `paper-digest completions bash > /etc/bash_completion.d/paper-digest`)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -107,15 +117,26 @@ pub enum PreviewFormat {
     Json,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines (plain under journald)
+    #[default]
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON layer)
+    Json,
+}
+
 /// What the logger needs from the command line.
 #[derive(Debug, Clone, Copy)]
 pub struct LogOptions {
     pub verbose: u8,
     pub quiet: bool,
+    pub format: LogFormat,
 }
 
 impl Cli {
     pub fn log_options(&self) -> LogOptions {
-        LogOptions { verbose: self.verbose, quiet: self.quiet }
+        LogOptions { verbose: self.verbose, quiet: self.quiet, format: self.log_format }
     }
 }

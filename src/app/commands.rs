@@ -14,10 +14,10 @@ use crate::render::{DigestContext, Renderer};
 use crate::schedule;
 use crate::source::{self, http::HttpClient};
 use crate::store::{Delivery, Kind, NewDelivery, Outcome, Store};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use std::collections::HashMap;
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Writes a command's output to standard output: one lock, one buffer, one flush. A reader
 /// that has gone away (`paper-digest status | head -1`) is not the command's failure: the
@@ -40,27 +40,96 @@ pub(super) fn init(path: &Path, force: bool) -> Result<u8> {
             message: "already exists; pass --force to overwrite it".into(),
         });
     }
-    // The example lives in config/ and points one folder up; a starter config keeps its
-    // database and outbox beside itself.
-    let starter = include_str!("../../config/example.toml").replace("\"../", "\"");
+    let starter = starter_config(path);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        return Err(Error::Config {
+            path: path.to_path_buf(),
+            line: None,
+            column: None,
+            key: None,
+            message: format!("the folder {} does not exist; create it first (e.g. `install -d {}`)", dir.display(), dir.display()),
+        });
+    }
     std::fs::write(path, starter).map_err(|e| Error::io(path, e))?;
+    let next = if path == Path::new(crate::config::DEFAULT_PATH) {
+        "paper-digest check".to_string()
+    } else {
+        format!("paper-digest check --config {}", shell_word(&path.display().to_string()))
+    };
     print(|out| {
-        writeln!(
-            out,
-            "wrote {}; edit the subscribers and topics, then run `paper-digest check`",
-            path.display()
-        )
+        writeln!(out, "wrote {}; edit the subscribers, topics and [mail], then run:", path.display())?;
+        writeln!(out, "  {next}")
     })?;
     Ok(exit::OK)
 }
 
+/// Where a starter config keeps its state: beside itself, except under /etc, where the
+/// systemd unit (`ProtectSystem=strict`, `StateDirectory=paper-digest`) lets a run write
+/// only to /var/lib/paper-digest.
+fn starter_config(path: &Path) -> String {
+    let starter = include_str!("../../config/starter.toml");
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    if absolute.starts_with("/etc") {
+        starter
+            .replace("database = \"paper-digest.sqlite3\"", "database = \"/var/lib/paper-digest/paper-digest.sqlite3\"")
+            .replace("dir = \"outbox\"", "dir = \"/var/lib/paper-digest/outbox\"")
+            .replace(
+                "# password_credential = \"smtp-password\"",
+                "# password_credential = \"smtp-password\"  (the unit's LoadCredential=)",
+            )
+    } else {
+        starter.to_string()
+    }
+}
+
+/// A path as one shell word, quoted only when it needs to be.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:@,=".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+pub(super) fn completions(shell: clap_complete::Shell) -> Result<u8> {
+    let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+    print(|out| {
+        clap_complete::generate(shell, &mut cmd, "paper-digest", out);
+        Ok(())
+    })?;
+    Ok(exit::OK)
+}
+
+pub(super) fn man() -> Result<u8> {
+    let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+    print(|out| clap_mangen::Man::new(cmd).render(out))?;
+    Ok(exit::OK)
+}
+
+/// At most this many names in a message listing what exists ("not a subscriber").
+const LISTED: usize = 5;
+
+/// `a, b, c and 99,997 more`: a list that stays one readable line at any length.
+fn capped_list<'a>(items: impl ExactSizeIterator<Item = &'a str>) -> String {
+    let total = items.len();
+    if total == 0 {
+        return "none".into();
+    }
+    let shown: Vec<&str> = items.take(LISTED).collect();
+    if total > LISTED {
+        format!("{} and {} more", shown.join(", "), total - LISTED)
+    } else {
+        shown.join(", ")
+    }
+}
+
 fn subscriber<'c>(cfg: &'c Config, email: &str) -> Result<&'c Subscriber> {
     cfg.subscriber(email).ok_or_else(|| {
-        let known: Vec<&str> = cfg.subscribers.iter().map(|s| s.key.as_str()).collect();
         Error::NotFound(format!(
-            "{email} is not a subscriber in {} (subscribers: {})",
+            "{email} is not a subscriber in {} ({} subscribers: {})",
             cfg.path.display(),
-            if known.is_empty() { "none".into() } else { known.join(", ") }
+            cfg.subscribers.len(),
+            capped_list(cfg.subscribers.iter().map(|s| s.key.as_str()))
         ))
     })
 }
@@ -223,11 +292,63 @@ pub(super) async fn explain(
     Ok(exit::OK)
 }
 
+/// A stored timestamp (RFC 3339, any precision) in the one format `status` prints: RFC 3339
+/// to the second, in `tz` with its offset (`Z` for UTC). Unreadable text is shown as is.
+fn when(stored: &str, tz: chrono_tz::Tz) -> String {
+    DateTime::parse_from_rfc3339(stored).map_or_else(
+        |_| stored.to_string(),
+        |t| t.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::Secs, true),
+    )
+}
+
+/// Where the next run comes from: a systemd timer when its unit is installed (the
+/// daemon's schedule means nothing then), else `[digest] schedule` for `paper-digest daemon`.
+fn systemd_timer() -> Option<PathBuf> {
+    ["/etc/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"]
+        .iter()
+        .map(|d| Path::new(d).join("paper-digest.timer"))
+        .find(|p| p.exists())
+}
+
 pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8> {
-    let store = Store::open(&cfg.digest.database)?;
+    let tz = if json { chrono_tz::UTC } else { cfg.digest.timezone };
+    let at = |t: &str| when(t, tz);
+    // Read only: a status check never creates or migrates the database.
+    if !cfg.digest.database.exists() {
+        let message = format!(
+            "no database at {} yet (digest.database): paper-digest has not run with {}",
+            cfg.digest.database.display(),
+            cfg.path.display()
+        );
+        print(|out| {
+            if json {
+                serde_json::to_writer_pretty(
+                    &mut *out,
+                    &serde_json::json!({ "config": cfg.path, "database": cfg.digest.database, "database_exists": false, "last_run": null }),
+                )?;
+                writeln!(out)
+            } else {
+                writeln!(out, "{message}")
+            }
+        })?;
+        return Ok(exit::OK);
+    }
+    let store = Store::open_read_only(&cfg.digest.database)?;
     let last_run = store.last_run()?;
     let last_success = store.last_success_run()?;
-    let next_run = schedule::next_run(&cfg.digest.schedule, cfg.digest.timezone, now);
+    let timer = systemd_timer();
+    let next_run = if timer.is_some() {
+        None
+    } else {
+        schedule::next_run(&cfg.digest.schedule, cfg.digest.timezone, now)
+    };
+    let next_source = match &timer {
+        Some(unit) => format!("systemd timer {} (see `systemctl list-timers paper-digest.timer`)", unit.display()),
+        None => format!(
+            "[digest] schedule `{}` in {}, when `paper-digest daemon` runs",
+            cfg.digest.schedule, cfg.digest.timezone
+        ),
+    };
     let sources = store.source_statuses()?;
     let deliveries: HashMap<String, Delivery> =
         store.last_deliveries()?.into_iter().map(|d| (d.subscriber.clone(), d)).collect();
@@ -242,21 +363,38 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
                 "last_edition": d.map(|d| d.edition),
                 "status": d.map(|d| d.status),
                 "papers": d.map(|d| d.items.len()),
-                "attempts": d.map(|d| d.attempts),
-                "sent_at": d.and_then(|d| d.sent_at.clone()),
+                "runs_attempted": d.map(|d| d.attempts),
+                "sent_at": d.and_then(|d| d.sent_at.as_deref().map(at)),
                 "error": d.and_then(|d| d.last_error.clone()),
             })
         })
         .collect();
+    let run_json = last_run.as_ref().map(|r| {
+        serde_json::json!({
+            "status": r.status,
+            "started_at": at(&r.started_at),
+            "finished_at": r.finished_at.as_deref().map(at),
+            "error": r.error,
+            "summary": r.summary,
+        })
+    });
     let doc = serde_json::json!({
         "config": cfg.path,
         "database": cfg.digest.database,
+        "database_exists": true,
         "papers": store.paper_count()?,
-        "last_run": last_run,
-        "last_success": last_success.as_ref().map(|r| &r.started_at),
+        "last_run": run_json,
+        "last_success": last_success.as_ref().map(|r| at(&r.started_at)),
         "consecutive_failures": store.consecutive_failures()?,
-        "next_run": next_run,
-        "sources": sources,
+        "next_run": next_run.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        "next_run_from": if timer.is_some() { "systemd_timer" } else { "daemon_schedule" },
+        "sources": sources.iter().map(|s| serde_json::json!({
+            "source": s.source,
+            "last_attempt": at(&s.last_attempt),
+            "last_success": s.last_success.as_deref().map(at),
+            "last_error": s.last_error,
+            "last_count": s.last_count,
+        })).collect::<Vec<_>>(),
         "subscribers": subscribers,
     });
     print(|out| {
@@ -268,27 +406,28 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
             Some(r) => writeln!(
                 out,
                 "last run:      {} ({}){}",
-                r.started_at,
+                at(&r.started_at),
                 r.status,
                 r.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
             )?,
             None => writeln!(out, "last run:      never")?,
         }
-        writeln!(out, "last success:  {}", last_success.map_or_else(|| "never".into(), |r| r.started_at))?;
-        writeln!(
-            out,
-            "next run:      {} (daemon schedule `{}` {})",
-            next_run.map_or_else(|| "-".into(), |t| t.to_rfc3339()),
-            cfg.digest.schedule,
-            cfg.digest.timezone
-        )?;
+        writeln!(out, "last success:  {}", last_success.map_or_else(|| "never".into(), |r| at(&r.started_at)))?;
+        match next_run {
+            Some(t) => writeln!(
+                out,
+                "next run:      {} (from the {next_source})",
+                t.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::Secs, true)
+            )?,
+            None => writeln!(out, "next run:      decided by the {next_source}")?,
+        }
         writeln!(out, "papers stored: {}", doc["papers"])?;
         writeln!(out, "sources:")?;
         for s in &sources {
             match &s.last_error {
-                Some(e) => writeln!(out, "  {:<14} FAILED at {}: {e}", s.source, s.last_attempt)?,
+                Some(e) => writeln!(out, "  {:<14} FAILED at {}: {e}", s.source, at(&s.last_attempt))?,
                 None => {
-                    writeln!(out, "  {:<14} ok at {} ({} papers)", s.source, s.last_attempt, s.last_count)?;
+                    writeln!(out, "  {:<14} ok at {} ({} papers)", s.source, at(&s.last_attempt), s.last_count)?;
                 }
             }
         }
@@ -297,12 +436,13 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
             match deliveries.get(&s.key) {
                 Some(d) => writeln!(
                     out,
-                    "  {:<28} {} {:<8} {} papers, {} attempt(s){}",
+                    "  {:<28} {} {:<8} {} papers, tried in {} run(s){}{}",
                     s.key,
                     d.edition,
                     d.status,
                     d.items.len(),
                     d.attempts,
+                    d.sent_at.as_deref().map(|t| format!(", sent {}", at(t))).unwrap_or_default(),
                     d.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
                 )?,
                 None => writeln!(out, "  {:<28} no digest yet", s.key)?,

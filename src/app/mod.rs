@@ -54,7 +54,7 @@ pub struct RunSummary {
     pub transport_down: bool,
     /// One line per failed source or subscriber.
     pub errors: Vec<String>,
-    #[serde(with = "millis")]
+    #[serde(rename = "duration_ms", with = "millis")]
     pub duration: Duration,
 }
 
@@ -105,8 +105,13 @@ impl std::fmt::Display for RunSummary {
 /// Runs a parsed command line; returns the exit code.
 pub fn main(cli: Cli) -> Result<u8> {
     let now = cli.now.unwrap_or_else(Utc::now);
-    if let Command::Init { path, force } = &cli.command {
-        return commands::init(path, *force);
+    match &cli.command {
+        Command::Init { path, force } => {
+            return commands::init(&config::locate(path.as_deref().or(cli.config.as_deref())), *force);
+        }
+        Command::Completions { shell } => return commands::completions(*shell),
+        Command::Man => return commands::man(),
+        _ => {}
     }
     let path = config::locate(cli.config.as_deref());
     let cfg = Config::load(&path)?;
@@ -155,7 +160,9 @@ async fn dispatch(cfg: Config, command: Command, now: DateTime<Utc>, fixed_clock
                 if fixed_clock { schedule::Clock::starting_at(now) } else { schedule::Clock::system() };
             schedule::daemon(cfg, Shutdown::new(), clock).await
         }
-        Command::Init { .. } => unreachable!("handled before the config is loaded"),
+        Command::Init { .. } | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled before the config is loaded")
+        }
     }
 }
 

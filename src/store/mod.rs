@@ -53,6 +53,15 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens an existing database for reading only (`status`): nothing is created or
+    /// migrated, and a run writing meanwhile is not disturbed.
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| Error::store(path, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| Error::store(path, e))?;
+        Ok(Store { conn: Mutex::new(conn), path: path.to_path_buf() })
+    }
+
     /// An in-memory database, for tests and benchmarks.
     pub fn open_in_memory() -> Result<Store> {
         let conn = Connection::open_in_memory().map_err(|e| Error::store(":memory:", e))?;
