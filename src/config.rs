@@ -483,13 +483,7 @@ impl PasswordCommand {
     /// Runs the command. Its output is never logged; a failure names the key and the exit
     /// status (and the command's last line of standard error, which carries no secret).
     pub fn run(&self) -> Result<Secret> {
-        let fail = |message: String| Error::Config {
-            path: self.config.clone(),
-            line: None,
-            column: None,
-            key: Some("mail.smtp.password_command".into()),
-            message,
-        };
+        let fail = |message: String| error_at_key(&self.config, "mail.smtp.password_command", message);
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(&self.command)
@@ -703,6 +697,22 @@ fn span_of(text: &str, key: &str) -> Option<std::ops::Range<usize>> {
         };
     }
     found
+}
+
+/// A config error found after loading (a database folder that cannot be written, a
+/// password command that fails): it names the key and, read again from the file, where the
+/// key is written.
+pub fn error_at_key(config: &Path, key: &str, message: impl Into<String>) -> Error {
+    let position = std::fs::read_to_string(config)
+        .ok()
+        .and_then(|text| span_of(&text, key).map(|span| line_column(&text, span.start)));
+    Error::Config {
+        path: config.to_path_buf(),
+        line: position.map(|p| p.0),
+        column: position.map(|p| p.1),
+        key: Some(key.into()),
+        message: message.into(),
+    }
 }
 
 /// Line and column (from 1) of a byte offset in `text`.

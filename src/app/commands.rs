@@ -9,7 +9,7 @@ use crate::cli::{PreviewArgs, PreviewFormat};
 use crate::config::{Config, Subscriber};
 use crate::error::{Error, Result, exit};
 use crate::mail::{self, Envelope, Mailer};
-use crate::model::PaperId;
+use crate::model::{Paper, PaperId};
 use crate::render::{DigestContext, Renderer};
 use crate::schedule;
 use crate::source::{self, http::HttpClient};
@@ -252,6 +252,7 @@ pub(super) async fn resend(
         Sent::Deferred(e) => (Outcome::Deferred { id, error: e }, exit::PARTIAL),
         Sent::TransportDown(e) => (Outcome::Deferred { id, error: e }, exit::TEMPFAIL),
         Sent::NotAttempted => return Ok(exit::TEMPFAIL),
+        Sent::BadTemplate(e) => return Err(e),
     };
     store.record_outcomes(std::slice::from_ref(&outcome), now)?;
     match &outcome {
@@ -453,7 +454,156 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
     Ok(exit::OK)
 }
 
+/// Two sample papers for `check` to render: one with every field, one with only what
+/// every source gives, so a template that handles only the first is caught.
+fn sample_papers(now: DateTime<Utc>) -> [Paper; 2] {
+    [
+        Paper {
+            id: PaperId("2411.00001".into()),
+            title: "A Sample Paper on $\\alpha$-Reasoning".into(),
+            summary: "This is the abstract of a sample paper. It has a second sentence. And a third one.".into(),
+            authors: vec!["Ada Lovelace".into(), "Alan Turing".into(), "Grace Hopper".into(), "Edsger Dijkstra".into()],
+            published: Some(now),
+            upvotes: 42,
+            comments: 3,
+            ai_summary: Some("A sample summary.".into()),
+            keywords: vec!["reasoning".into()],
+            categories: vec!["cs.CL".into()],
+            url: Some("https://arxiv.org/abs/2411.00001".into()),
+            code_url: Some("https://github.com/example/sample".into()),
+            project_url: Some("https://example.org/sample".into()),
+            sources: vec!["huggingface".into()],
+        },
+        Paper {
+            id: PaperId("url:https://example.org/post".into()),
+            title: "A feed item".into(),
+            sources: vec!["feed".into()],
+            ..Paper::default()
+        },
+    ]
+}
+
+/// Compiles every template and renders a sample digest with an undefined value as an
+/// error, so a template mistake fails `check` (exit 78) instead of the morning's run.
+fn check_templates(cfg: &Config, now: DateTime<Utc>) -> Result<()> {
+    render_sample(cfg, &Renderer::strict(cfg.digest.templates.as_deref())?, now)
+}
+
+/// Renders a sample digest (and an empty one) for the first subscriber, or a sample one.
+pub(super) fn render_sample(cfg: &Config, renderer: &Renderer, now: DateTime<Utc>) -> Result<()> {
+    let papers = sample_papers(now);
+    let sample;
+    let subscriber = match cfg.subscribers.first() {
+        Some(s) => s,
+        None => {
+            sample = Subscriber {
+                email: "Sample Reader <reader@example.org>".parse().map_err(|e| Error::NotFound(format!("{e}")))?,
+                key: "reader@example.org".into(),
+                topics: cfg.topics.keys().take(1).cloned().collect(),
+                max_papers: cfg.digest.max_papers,
+                min_score: 0.0,
+                trending_weight: 1.0,
+                frequency: crate::model::Frequency::Daily,
+                weekday: chrono::Weekday::Mon,
+                timezone: cfg.digest.timezone,
+            };
+            &sample
+        }
+    };
+    let ranked: Vec<crate::model::Ranked<'_>> = papers
+        .iter()
+        .enumerate()
+        .map(|(i, paper)| crate::model::Ranked {
+            paper,
+            score: 2.0 - i as f64,
+            topic: subscriber.topics.first().cloned(),
+            matched: vec![crate::model::Match {
+                term: "reasoning".into(),
+                field: crate::model::Field::Title,
+                contribution: 1.0,
+            }],
+        })
+        .collect();
+    let edition = schedule::edition_key(subscriber, now);
+    for papers in [&ranked[..], &[]] {
+        let ctx = DigestContext {
+            subscriber,
+            edition,
+            papers,
+            unsubscribe_url: cfg.mail.unsubscribe_url.as_deref(),
+            unsubscribe_mailto: cfg.mail.unsubscribe_mailto.as_deref(),
+        };
+        renderer.render(&ctx)?;
+    }
+    Ok(())
+}
+
+/// Big mailbox providers publish DMARC `p=reject` or `quarantine`: mail From their domain
+/// sent through anyone else's server is refused or lands in spam at the big inboxes.
+const PROVIDER_DOMAINS: &[(&str, &[&str])] = &[
+    ("gmail.com", &["gmail.com", "google.com", "googlemail.com"]),
+    ("googlemail.com", &["gmail.com", "google.com", "googlemail.com"]),
+    ("outlook.com", &["outlook.com", "office365.com", "hotmail.com", "live.com"]),
+    ("hotmail.com", &["outlook.com", "office365.com", "hotmail.com", "live.com"]),
+    ("live.com", &["outlook.com", "office365.com", "hotmail.com", "live.com"]),
+    ("msn.com", &["outlook.com", "office365.com", "hotmail.com", "live.com"]),
+    ("yahoo.com", &["yahoo.com"]),
+    ("ymail.com", &["yahoo.com"]),
+    ("aol.com", &["aol.com", "yahoo.com"]),
+    ("icloud.com", &["icloud.com", "me.com", "apple.com"]),
+    ("me.com", &["icloud.com", "me.com", "apple.com"]),
+    ("mac.com", &["icloud.com", "me.com", "apple.com"]),
+    ("gmx.de", &["gmx.net", "gmx.de", "gmx.com"]),
+    ("gmx.net", &["gmx.net", "gmx.de", "gmx.com"]),
+    ("web.de", &["web.de"]),
+    ("proton.me", &["proton.me", "protonmail.ch"]),
+    ("protonmail.com", &["proton.me", "protonmail.ch"]),
+    ("yandex.ru", &["yandex.ru", "yandex.net"]),
+    ("mail.ru", &["mail.ru"]),
+    ("zoho.com", &["zoho.com", "zoho.eu"]),
+];
+
+/// The DMARC warning for a From address at a big provider sent through another relay.
+fn from_domain_warning(cfg: &Config) -> Option<String> {
+    let domain = cfg.mail.from.email.domain().to_ascii_lowercase();
+    let (_, relays) = PROVIDER_DOMAINS.iter().find(|(d, _)| *d == domain)?;
+    let relay = match cfg.mail.transport {
+        crate::config::TransportKind::Smtp => cfg.mail.smtp.as_ref().map(|s| s.host.to_ascii_lowercase()),
+        _ => None,
+    };
+    let ok = relay.as_deref().is_some_and(|host| {
+        relays.iter().any(|r| host == *r || host.ends_with(&format!(".{r}")))
+    });
+    if ok {
+        return None;
+    }
+    let through = relay.map_or_else(
+        || format!("the {:?} transport", cfg.mail.transport).to_lowercase(),
+        |h| format!("the relay {h}"),
+    );
+    Some(format!(
+        "warning: mail.from is at {domain}, but digests go out through {through}: {domain} publishes a DMARC \
+         policy, so Gmail, Outlook and Yahoo will reject or spam-file them. Send from a domain you control \
+         (with SPF and DKIM for the relay), or through {domain}'s own SMTP server."
+    ))
+}
+
+/// Whether runs can create and write the database: its folder exists (or only that one
+/// folder is missing) and is writable.
+fn check_database(cfg: &Config) -> Result<()> {
+    super::database_folder(cfg, false).map(|_| ())
+}
+
 pub(super) async fn check(cfg: &Config, connect: bool, now: DateTime<Utc>) -> Result<u8> {
+    check_templates(cfg, now)?;
+    check_database(cfg)?;
+    if cfg.mail.transport == crate::config::TransportKind::Smtp
+        && let Some(smtp) = &cfg.mail.smtp
+    {
+        // Only that it works: the secret itself is dropped at once and never shown.
+        drop(smtp.with_secret()?);
+    }
+    let warning = from_domain_warning(cfg);
     let from_file = cfg
         .subscribers_file
         .as_ref()
@@ -468,7 +618,11 @@ pub(super) async fn check(cfg: &Config, connect: bool, now: DateTime<Utc>) -> Re
             cfg.topics.len(),
             cfg.subscribers.len(),
             cfg.mail.transport
-        )
+        )?;
+        if let Some(w) = &warning {
+            writeln!(out, "{w}")?;
+        }
+        Ok(())
     })?;
     if !connect {
         return Ok(exit::OK);

@@ -123,6 +123,9 @@ pub fn main(cli: Cli) -> Result<u8> {
 }
 
 async fn dispatch(cfg: Config, command: Command, now: DateTime<Utc>, fixed_clock: bool) -> Result<u8> {
+    if !matches!(command, Command::Check { .. } | Command::Status { .. }) {
+        database_folder(&cfg, true)?;
+    }
     match command {
         Command::Run => {
             let _lock = InstanceLock::acquire(&cfg.digest.lock_file)?;
@@ -164,6 +167,48 @@ async fn dispatch(cfg: Config, command: Command, now: DateTime<Utc>, fixed_clock
             unreachable!("handled before the config is loaded")
         }
     }
+}
+
+/// Makes the database's folder ready for a command that writes (`create`), or only checks
+/// that it could be (`check`). The folder must exist, or only it may be missing, and then
+/// it alone is created: never its parents, so a typo in `digest.database` does not build a
+/// tree of folders anywhere (as root, perhaps). It must be writable. Errors name the key.
+pub(crate) fn database_folder(cfg: &Config, create: bool) -> Result<()> {
+    let db = &cfg.digest.database;
+    let err = |message: String| config::error_at_key(&cfg.path, "digest.database", message);
+    let dir = db.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    if !dir.is_dir() {
+        if !dir.parent().is_some_and(|p| p.as_os_str().is_empty() || p.is_dir()) {
+            return Err(err(format!(
+                "neither the folder {} nor its parent exists; create it first (paper-digest creates the \
+                 database's own folder, never its parents)",
+                dir.display()
+            )));
+        }
+        if !create {
+            return Ok(());
+        }
+        std::fs::create_dir(dir).map_err(|e| err(format!("cannot create the folder {}: {e}", dir.display())))?;
+        tracing::info!(folder = %dir.display(), "created the database's folder");
+    }
+    let hint = "point `digest.database` at a writable folder (under the systemd unit: \
+                /var/lib/paper-digest/paper-digest.sqlite3)";
+    if db.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(db)
+            .map_err(|e| err(format!("cannot write {}: {e}; {hint}", db.display())))?;
+    } else {
+        // SQLite writes the database, its journal and the lock file beside it.
+        let probe = dir.join(format!(".paper-digest-probe-{}", std::process::id()));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .map_err(|e| err(format!("cannot create files in {}: {e}; {hint}", dir.display())))?;
+        let _ = std::fs::remove_file(&probe);
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -414,6 +459,8 @@ async fn run_inner(
         renderer: Arc::new(Renderer::new(cfg.digest.templates.as_deref())?),
         mail: Arc::new(cfg.mail.clone()),
     };
+    // A template mistake found now costs nothing: no subscriber has been planned yet.
+    commands::render_sample(cfg, &composer.renderer, now)?;
     let mailer = Mailer::new(&cfg.mail)?;
     let progress = progress_bar(cfg.subscribers.len() as u64);
 
@@ -550,6 +597,10 @@ enum Sent {
     Failed(String),
     Deferred(String),
     TransportDown(String),
+    /// A template failed to render: the operator's mistake, not the subscriber's. The row
+    /// is left as it was (unmarked), the run stops and exits 78; the rerun after the fix
+    /// sends it.
+    BadTemplate(Error),
 }
 
 /// Renders, sends and records one chunk's jobs. Rendering runs ahead on the blocking
@@ -581,11 +632,18 @@ async fn send_jobs(
     let cores = Arc::new(Semaphore::new(rendering));
     let render_ahead = rendering.max(MARK_GROUP);
     let committer = Committer::start(Arc::clone(store), now, concurrency + UNRECORDED);
+    let mut bad_template = None;
     {
         let down = AtomicBool::new(false);
         // Once cancelled (or the server is gone, or outcomes can no longer be recorded)
         // nothing new starts; sends in flight finish.
-        let stopped = || shutdown.is_cancelled() || down.load(Ordering::Relaxed) || committer.failed();
+        let broken = AtomicBool::new(false);
+        let stopped = || {
+            shutdown.is_cancelled()
+                || down.load(Ordering::Relaxed)
+                || broken.load(Ordering::Relaxed)
+                || committer.failed()
+        };
         let composed = futures_util::stream::iter(jobs)
             .take_while(|_| {
                 let go = !stopped();
@@ -610,8 +668,10 @@ async fn send_jobs(
                 });
                 async move {
                     let message = match render.await {
-                        Ok(Ok(message)) => message,
-                        Ok(Err(e)) | Err(e) => Err(format!("rendering failed: {e}")),
+                        Ok(Ok(Ok(message))) => Ok(message),
+                        Ok(Ok(Err(e @ Error::Config { .. }))) => Err(Sent::BadTemplate(e)),
+                        Ok(Ok(Err(e))) => Err(Sent::Failed(format!("rendering failed: {e}"))),
+                        Ok(Err(e)) | Err(e) => Err(Sent::Failed(format!("rendering failed: {e}"))),
                     };
                     (job, message)
                 }
@@ -623,7 +683,7 @@ async fn send_jobs(
             .then(|group| hand_out(store, group, stopped(), now))
             .flat_map(futures_util::stream::iter)
             .map(|(job, ready)| {
-                let (down, committer) = (&down, &committer);
+                let (down, committer, broken) = (&down, &committer, &broken);
                 async move {
                     let place = match &ready {
                         Ok(_) => Some(committer.place().await),
@@ -644,6 +704,9 @@ async fn send_jobs(
                     if matches!(result, Sent::TransportDown(_)) {
                         down.store(true, Ordering::Relaxed);
                     }
+                    if matches!(result, Sent::BadTemplate(_)) {
+                        broken.store(true, Ordering::Relaxed);
+                    }
                     (job, result, place)
                 }
             })
@@ -651,6 +714,13 @@ async fn send_jobs(
         let mut results = std::pin::pin!(results);
         while let Some((job, result, place)) = results.next().await {
             progress.inc(1);
+            let result = match result {
+                Sent::BadTemplate(e) => {
+                    bad_template.get_or_insert(e);
+                    Sent::NotAttempted
+                }
+                other => other,
+            };
             if let Some(outcome) = outcome(&job, result, summary)
                 && !committer.queue(outcome, place).await
             {
@@ -660,7 +730,8 @@ async fn send_jobs(
             }
         }
     }
-    committer.finish().await
+    committer.finish().await?;
+    bad_template.map_or(Ok(()), Err)
 }
 
 /// Marks a group of rendered jobs 'sending' (one transaction) and hands them out: each
@@ -671,7 +742,7 @@ async fn send_jobs(
 /// of the group is recorded deferred without a try; if the database fails, the run fails.)
 async fn hand_out<'c>(
     store: &Arc<Store>,
-    group: Vec<(Job<'c>, std::result::Result<lettre::Message, String>)>,
+    group: Vec<(Job<'c>, std::result::Result<lettre::Message, Sent>)>,
     stopping: bool,
     now: DateTime<Utc>,
 ) -> Vec<(Job<'c>, std::result::Result<lettre::Message, Sent>)> {
@@ -692,7 +763,7 @@ async fn hand_out<'c>(
         .into_iter()
         .map(|(job, message)| {
             let ready = match message {
-                Err(e) => Err(Sent::Failed(e)),
+                Err(not_sent) => Err(not_sent),
                 // Rendered ahead but not handed over: left as it was for the next run.
                 Ok(_) if stopping => Err(Sent::NotAttempted),
                 Ok(message) => match &marked {
@@ -793,7 +864,7 @@ fn outcome(job: &Job<'_>, result: Sent, summary: &mut RunSummary) -> Option<Outc
             summary.errors.push(format!("{to}: deferred to the next run: {error}"));
             Some(Outcome::Deferred { id, error })
         }
-        Sent::NotAttempted => None,
+        Sent::NotAttempted | Sent::BadTemplate(_) => None,
         Sent::TransportDown(error) => {
             summary.deferred += 1;
             if !summary.transport_down {
@@ -876,7 +947,7 @@ fn compose(
     items: &[Item],
     papers: &Papers,
     now: DateTime<Utc>,
-) -> std::result::Result<lettre::Message, String> {
+) -> Result<lettre::Message> {
     let ranked = ranked_from_items(items, papers);
     let ctx = DigestContext {
         subscriber,
@@ -885,9 +956,9 @@ fn compose(
         unsubscribe_url: mail.unsubscribe_url.as_deref(),
         unsubscribe_mailto: mail.unsubscribe_mailto.as_deref(),
     };
-    let rendered = renderer.render(&ctx).map_err(|e| e.to_string())?;
+    let rendered = renderer.render(&ctx)?;
     let envelope = Envelope { to: &subscriber.email, message_id, date: now };
-    mail::build(mail, &envelope, &rendered).map_err(|e| e.to_string())
+    mail::build(mail, &envelope, &rendered)
 }
 
 /// Hands a built message to the transport. Its row is already marked 'sending'.
@@ -918,7 +989,8 @@ async fn send_one(
             Ok(()) => attempt(mailer, job, &message).await,
             Err(e) => Sent::Deferred(e.to_string()),
         },
-        Err(e) => Sent::Failed(e),
+        Err(e @ Error::Config { .. }) => Sent::BadTemplate(e),
+        Err(e) => Sent::Failed(e.to_string()),
     }
 }
 

@@ -73,8 +73,9 @@ impl Mailer {
                         message: "transport = \"smtp\" needs a [mail.smtp] table".into(),
                     });
                 };
-                let pool =
-                    SmtpPool::new(s).map_err(|message| Error::Transport { transient: false, message })?;
+                // A `password_command` runs here, once per transport: tokens it prints expire.
+                let pool = SmtpPool::new(&s.with_secret()?)
+                    .map_err(|message| Error::Transport { transient: false, message })?;
                 Mailer {
                     transport: Transport::Smtp(Box::new(pool)),
                     max_attempts: s.max_attempts.max(1),

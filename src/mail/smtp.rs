@@ -13,7 +13,7 @@ use super::limit::Limiter;
 use crate::config::{Security, SmtpSettings};
 use lettre::address::Envelope;
 use lettre::transport::smtp::Error as SmtpError;
-use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use std::fmt;
@@ -58,6 +58,8 @@ pub(crate) struct SmtpPool {
     tls: Option<TlsParameters>,
     username: Option<String>,
     credentials: Option<Credentials>,
+    /// PLAIN/LOGIN for a password, XOAUTH2 for an OAuth2 token.
+    mechanisms: &'static [Mechanism],
     timeout: Duration,
     /// Connections parked after a completed transaction, ready for the next MAIL FROM.
     idle: Mutex<Vec<Parked>>,
@@ -112,6 +114,10 @@ impl SmtpPool {
             tls,
             username: s.username.clone(),
             credentials,
+            mechanisms: match s.auth {
+                crate::config::SmtpAuth::Password => DEFAULT_MECHANISMS,
+                crate::config::SmtpAuth::Xoauth2 => &[Mechanism::Xoauth2],
+            },
             timeout: s.timeout,
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(s.concurrency.max(1)),
@@ -265,7 +271,7 @@ impl SmtpPool {
                 conn.starttls(tls.clone(), &self.hello).await.map_err(|e| self.starttls_failure(&e))?;
             }
             if let Some(credentials) = &self.credentials {
-                conn.auth(DEFAULT_MECHANISMS, credentials).await.map_err(|e| self.auth_failure(&e))?;
+                conn.auth(self.mechanisms, credentials).await.map_err(|e| self.auth_failure(&e))?;
             }
             Ok(conn)
         };
@@ -317,7 +323,14 @@ impl SmtpPool {
         let endpoint = self.endpoint();
         let user = self.username.as_deref().unwrap_or_default();
         let (transient, message) = if e.is_client() {
-            (false, format!("{endpoint} offers no AUTH mechanism paper-digest supports (PLAIN, LOGIN): {e}"))
+            let names: Vec<String> = self.mechanisms.iter().map(ToString::to_string).collect();
+            (
+                false,
+                format!(
+                    "{endpoint} offers no AUTH mechanism paper-digest is set to use ({}; mail.smtp.auth): {e}",
+                    names.join(", ")
+                ),
+            )
         } else if e.is_permanent() {
             (
                 false,
