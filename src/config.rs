@@ -576,7 +576,7 @@ impl Config {
                 format!("cannot read the config file: {e}")
             },
         })?;
-        let base = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         let base = std::path::absolute(&base).unwrap_or(base);
         Self::parse_with(&text, path, &base, &|name| std::env::var(name).ok())
     }
@@ -787,12 +787,26 @@ impl Validator<'_> {
         })
     }
 
+    /// An http(s) URL, or a `file:` one for archived or air-gapped listings: `file:///abs/path`,
+    /// or `file:` and a path relative to the config file's folder (`file:listings/cs.LG.rss`).
     fn url(&self, key: &str, value: &str) -> Result<String> {
+        if let Some(path) = value.strip_prefix("file:").filter(|p| !p.starts_with("//")) {
+            let path = self.resolve(Path::new(path));
+            let path = std::path::absolute(&path).unwrap_or(path);
+            return url::Url::from_file_path(&path)
+                .map(|u| u.to_string().trim_end_matches('/').to_string())
+                .map_err(|()| self.err(key, format!("`{value}`: {} is not an absolute path", path.display())));
+        }
         match url::Url::parse(value) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(value.trim_end_matches('/').to_string()),
+            Ok(u) if matches!(u.scheme(), "http" | "https" | "file") => {
+                Ok(value.trim_end_matches('/').to_string())
+            }
             Ok(u) => Err(self.err(
                 key,
-                format!("`{value}` uses the scheme `{}`; expected an http or https URL", u.scheme()),
+                format!(
+                    "`{value}` uses the scheme `{}`; expected an http or https URL (or file: for a local listing)",
+                    u.scheme()
+                ),
             )),
             Err(e) => Err(self.err(key, format!("`{value}` is not a URL ({e})"))),
         }

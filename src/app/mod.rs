@@ -98,7 +98,11 @@ impl std::fmt::Display for RunSummary {
             self.deferred,
             self.skipped,
             self.duration.as_secs_f64()
-        )
+        )?;
+        if self.new_papers == 0 && self.sent + self.failed + self.deferred == 0 && self.errors.is_empty() {
+            f.write_str(" (a quiet day: nothing new to send)")?;
+        }
+        Ok(())
     }
 }
 
@@ -252,14 +256,13 @@ async fn fetch(cfg: &Config, store: &Store, now: DateTime<Utc>, days: u32) -> Re
     let mut counts = Vec::new();
     for report in reports {
         match report.outcome {
+            // `source::fetch_all` logged each outcome as it came.
             Ok(list) => {
-                tracing::info!(source = %report.source, papers = list.len(), "fetched");
                 counts.push((report.source, Ok(list.len())));
                 papers.extend(list);
                 fetched.ok += 1;
             }
             Err(e) => {
-                tracing::error!(source = %report.source, "source failed: {e}");
                 counts.push((report.source.clone(), Err(e.to_string())));
                 fetched.errors.push((report.source, e));
             }
@@ -426,7 +429,8 @@ pub async fn run_once(cfg: &Config, now: DateTime<Utc>, shutdown: &Shutdown) -> 
 }
 
 fn log_summary(summary: &RunSummary) {
-    for e in &summary.errors {
+    // Source failures come first and were logged when they happened.
+    for e in summary.errors.iter().skip(summary.sources_failed) {
         tracing::warn!("{e}");
     }
     tracing::info!("run finished: {summary}");
@@ -450,7 +454,7 @@ async fn run_inner(
     }
     let candidates = Candidates::load(cfg, store, now)?;
     if candidates.daily.is_empty() {
-        tracing::info!("no papers in the last {} days (a weekend or a quiet day?)", cfg.digest.lookback_days);
+        tracing::debug!("no papers in the last {} days (a weekend or a quiet day?)", cfg.digest.lookback_days);
     }
     let liked = liked_papers(cfg, store).await;
     let indexes = Indexes::new(cfg, &candidates, &liked, now);
@@ -515,7 +519,8 @@ fn plan<'c>(
                 let seen = store.seen(&sub.key)?;
                 let ranked = indexes.for_subscriber(sub).rank(sub, &seen);
                 if ranked.is_empty() && !cfg.digest.send_empty {
-                    tracing::info!(to = %mask_email(&sub.key), "nothing new: no digest (send_empty = false)");
+                    // A quiet day is one summary line, not one line per subscriber.
+                    tracing::debug!(to = %mask_email(&sub.key), "nothing new: no digest (send_empty = false)");
                     summary.skipped += 1;
                     continue;
                 }
