@@ -30,6 +30,8 @@ fn smtp(port: u16) -> SmtpSettings {
         timeout: Duration::from_secs(5),
         backoff_base: Duration::from_millis(5),
         helo_name: Some("client.test".into()),
+        password_command: None,
+        auth: paper_digest::config::SmtpAuth::Password,
     }
 }
 

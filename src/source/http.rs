@@ -226,7 +226,14 @@ impl HttpClient {
                 request = request.header(header::IF_MODIFIED_SINCE, modified);
             }
         }
+        tracing::trace!(
+            url,
+            if_none_match = sent.and_then(|v| v.etag.as_deref()),
+            if_modified_since = sent.and_then(|v| v.last_modified.as_deref()),
+            "GET"
+        );
         let mut response = request.send().await.map_err(|e| self.transport_failure(url, &e))?;
+        tracing::trace!(url, status = response.status().as_u16(), length = response.content_length(), "response");
         let status = response.status();
         if status == StatusCode::NOT_MODIFIED && sent.is_some() {
             return Ok(Answer::NotModified);
