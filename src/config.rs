@@ -506,7 +506,10 @@ impl PasswordCommand {
         let secret = secret.strip_suffix('\n').unwrap_or(&secret);
         let secret = secret.strip_suffix('\r').unwrap_or(secret);
         if secret.is_empty() {
-            return Err(fail(format!("`{}` printed nothing; expected the secret on standard output", self.command)));
+            return Err(fail(format!(
+                "`{}` printed nothing; expected the secret on standard output",
+                self.command
+            )));
         }
         Ok(Secret(secret.to_string()))
     }
@@ -576,7 +579,10 @@ impl Config {
                 format!("cannot read the config file: {e}")
             },
         })?;
-        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         let base = std::path::absolute(&base).unwrap_or(base);
         Self::parse_with(&text, path, &base, &|name| std::env::var(name).ok())
     }
@@ -795,7 +801,9 @@ impl Validator<'_> {
             let path = std::path::absolute(&path).unwrap_or(path);
             return url::Url::from_file_path(&path)
                 .map(|u| u.to_string().trim_end_matches('/').to_string())
-                .map_err(|()| self.err(key, format!("`{value}`: {} is not an absolute path", path.display())));
+                .map_err(|()| {
+                    self.err(key, format!("`{value}`: {} is not an absolute path", path.display()))
+                });
         }
         match url::Url::parse(value) {
             Ok(u) if matches!(u.scheme(), "http" | "https" | "file") => {
@@ -1173,7 +1181,9 @@ impl Validator<'_> {
         if let Some(cmd) = &s.password_command
             && cmd.trim().is_empty()
         {
-            return Err(self.err("mail.smtp.password_command", "expected a shell command, got an empty string"));
+            return Err(
+                self.err("mail.smtp.password_command", "expected a shell command, got an empty string")
+            );
         }
         let local =
             matches!(s.host.as_str(), "localhost" | "127.0.0.1" | "::1") || s.host.starts_with("127.");

@@ -303,15 +303,23 @@ fn config_errors_found_after_parsing_carry_line_and_column() {
     let config = std::fs::read_to_string(site.path("paper-digest.toml")).unwrap();
     let out = site.run(&["check"]);
     assert_eq!(code(&out), 78);
-    let want = format!("paper-digest.toml:{}:14: key `digest.max_papers`", line_of(&config, "max_papers = 0"));
+    let want =
+        format!("paper-digest.toml:{}:14: key `digest.max_papers`", line_of(&config, "max_papers = 0"));
     assert!(stderr(&out).contains(&want), "{want} in {}", stderr(&out));
 
     // An unknown topic, named in the third subscriber's list.
-    site.edit_config(|c| c.replace("email = \"carol@example.org\"", "email = \"carol@example.org\"\ntopics = [\"video\", \"nope\"]").replace("max_papers = 0", ""));
+    site.edit_config(|c| {
+        c.replace(
+            "email = \"carol@example.org\"",
+            "email = \"carol@example.org\"\ntopics = [\"video\", \"nope\"]",
+        )
+        .replace("max_papers = 0", "")
+    });
     let config = std::fs::read_to_string(site.path("paper-digest.toml")).unwrap();
     let out = site.run(&["check"]);
     assert_eq!(code(&out), 78);
-    let want = format!("paper-digest.toml:{}:20: key `subscribers[2].topics[1]`", line_of(&config, "\"nope\""));
+    let want =
+        format!("paper-digest.toml:{}:20: key `subscribers[2].topics[1]`", line_of(&config, "\"nope\""));
     assert!(stderr(&out).contains(&want), "{want} in {}", stderr(&out));
 }
 
@@ -392,7 +400,8 @@ fn site_with_template(http: &str, smtp_port: u16, name: &str, text: &str) -> Sit
 #[test]
 fn check_names_the_file_line_and_undefined_name_of_a_template_mistake() {
     let http = hf_server();
-    let builtin = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/digest.html")).unwrap();
+    let builtin =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/digest.html")).unwrap();
     let broken = builtin.replacen("{{ paper.title }}", "{{ paper.titel }}", 1);
     assert_ne!(broken, builtin);
     let site = site_with_template(&http.url(), SmtpServer::closed_port(), "digest.html", &broken);
@@ -417,7 +426,12 @@ fn check_names_the_file_line_and_undefined_name_of_a_template_mistake() {
 #[test]
 fn check_refuses_a_template_syntax_error_and_a_missing_templates_folder() {
     let http = hf_server();
-    let site = site_with_template(&http.url(), SmtpServer::closed_port(), "subject.txt", "{{ count }} papers {% if %}");
+    let site = site_with_template(
+        &http.url(),
+        SmtpServer::closed_port(),
+        "subject.txt",
+        "{{ count }} papers {% if %}",
+    );
     let out = site.run(&["check"]);
     assert_eq!(code(&out), 78);
     assert!(stderr(&out).contains("tpl/subject.txt:1: syntax error"), "{}", stderr(&out));
@@ -443,7 +457,10 @@ fn a_template_error_in_a_run_exits_78_and_marks_no_subscriber_failed() {
     assert_eq!(code(&out), 78, "{}", stderr(&out));
     assert!(stderr(&out).contains("no_such_name"), "{}", stderr(&out));
     assert!(smtp.messages().is_empty());
-    assert_eq!(site.count("SELECT COUNT(*) FROM deliveries WHERE status IN ('failed', 'sending', 'sent')"), 0);
+    assert_eq!(
+        site.count("SELECT COUNT(*) FROM deliveries WHERE status IN ('failed', 'sending', 'sent')"),
+        0
+    );
 
     // After the fix the rerun sends every digest.
     std::fs::write(site.path("tpl/subject.txt"), "{{ count }} new papers").unwrap();
@@ -504,7 +521,12 @@ fn status_prints_one_time_format_and_says_where_the_next_run_comes_from() {
     assert!(text.contains("next run:") && text.contains("paper-digest daemon"), "{text}");
 
     let doc: serde_json::Value = serde_json::from_slice(&site.run(&["status", "--json"]).stdout).unwrap();
-    for t in [&doc["last_run"]["started_at"], &doc["last_success"], &doc["next_run"], &doc["sources"][0]["last_attempt"]] {
+    for t in [
+        &doc["last_run"]["started_at"],
+        &doc["last_success"],
+        &doc["next_run"],
+        &doc["sources"][0]["last_attempt"],
+    ] {
         let t = t.as_str().unwrap();
         assert!(rfc3339_seconds(t) && t.ends_with('Z'), "{t}");
     }
@@ -523,7 +545,9 @@ fn an_unreachable_source_fails_at_once_with_the_host_and_a_hint() {
     let port = SmtpServer::closed_port();
     let site = Site::new(&format!("http://127.0.0.1:{port}"), SmtpServer::closed_port(), "");
     // Retries that would take minutes if an unreachable host were retried.
-    site.edit_config(|c| c.replace("max_attempts = 2\nbackoff_base_ms = 5", "max_attempts = 4\nbackoff_base_ms = 60000"));
+    site.edit_config(|c| {
+        c.replace("max_attempts = 2\nbackoff_base_ms = 5", "max_attempts = 4\nbackoff_base_ms = 60000")
+    });
     let started = std::time::Instant::now();
     let out = site.run(&["run"]);
     assert_eq!(code(&out), 75, "{}", stderr(&out));
@@ -634,7 +658,10 @@ fn a_failing_password_command_names_the_key_and_the_exit_status() {
 
 /// The base64 payloads of the AUTH exchange, decoded.
 fn auth_payloads(smtp: &SmtpServer) -> Vec<Vec<u8>> {
-    smtp.commands().iter().filter_map(|c| c.strip_prefix("AUTH XOAUTH2 ").map(str::trim).map(base64_decode)).collect()
+    smtp.commands()
+        .iter()
+        .filter_map(|c| c.strip_prefix("AUTH XOAUTH2 ").map(str::trim).map(base64_decode))
+        .collect()
 }
 
 /// A small standard base64 decoder, so the test reads the bytes itself.
@@ -680,7 +707,12 @@ fn xoauth2_sends_the_token_the_command_prints() {
 fn xoauth2_without_a_username_is_a_config_error() {
     let http = hf_server();
     let site = Site::new(&http.url(), SmtpServer::closed_port(), "");
-    site.edit_config(|c| c.replace("security = \"none\"", "security = \"none\"\nauth = \"xoauth2\"\npassword_command = \"echo t\""));
+    site.edit_config(|c| {
+        c.replace(
+            "security = \"none\"",
+            "security = \"none\"\nauth = \"xoauth2\"\npassword_command = \"echo t\"",
+        )
+    });
     let out = site.run(&["check"]);
     assert_eq!(code(&out), 78);
     assert!(stderr(&out).contains("key `mail.smtp.auth`"), "{}", stderr(&out));

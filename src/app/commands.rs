@@ -47,7 +47,11 @@ pub(super) fn init(path: &Path, force: bool) -> Result<u8> {
             line: None,
             column: None,
             key: None,
-            message: format!("the folder {} does not exist; create it first (e.g. `install -d {}`)", dir.display(), dir.display()),
+            message: format!(
+                "the folder {} does not exist; create it first (e.g. `install -d {}`)",
+                dir.display(),
+                dir.display()
+            ),
         });
     }
     std::fs::write(path, starter).map_err(|e| Error::io(path, e))?;
@@ -71,7 +75,10 @@ fn starter_config(path: &Path) -> String {
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     if absolute.starts_with("/etc") {
         starter
-            .replace("database = \"paper-digest.sqlite3\"", "database = \"/var/lib/paper-digest/paper-digest.sqlite3\"")
+            .replace(
+                "database = \"paper-digest.sqlite3\"",
+                "database = \"/var/lib/paper-digest/paper-digest.sqlite3\"",
+            )
             .replace("dir = \"outbox\"", "dir = \"/var/lib/paper-digest/outbox\"")
             .replace(
                 "# password_credential = \"smtp-password\"",
@@ -311,32 +318,15 @@ fn systemd_timer() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
+#[allow(clippy::too_many_lines)] // one report, read top to bottom
 pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8> {
     let tz = if json { chrono_tz::UTC } else { cfg.digest.timezone };
     let at = |t: &str| when(t, tz);
     // Read only: a status check never creates or migrates the database.
-    if !cfg.digest.database.exists() {
-        let message = format!(
-            "no database at {} yet (digest.database): paper-digest has not run with {}",
-            cfg.digest.database.display(),
-            cfg.path.display()
-        );
-        print(|out| {
-            if json {
-                serde_json::to_writer_pretty(
-                    &mut *out,
-                    &serde_json::json!({ "config": cfg.path, "database": cfg.digest.database, "database_exists": false, "last_run": null }),
-                )?;
-                writeln!(out)
-            } else {
-                writeln!(out, "{message}")
-            }
-        })?;
-        return Ok(exit::OK);
-    }
-    let store = Store::open_read_only(&cfg.digest.database)?;
-    let last_run = store.last_run()?;
-    let last_success = store.last_success_run()?;
+    let store =
+        if cfg.digest.database.exists() { Some(Store::open_read_only(&cfg.digest.database)?) } else { None };
+    let last_run = store.as_ref().map(Store::last_run).transpose()?.flatten();
+    let last_success = store.as_ref().map(Store::last_success_run).transpose()?.flatten();
     let timer = systemd_timer();
     let next_run = if timer.is_some() {
         None
@@ -344,15 +334,23 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
         schedule::next_run(&cfg.digest.schedule, cfg.digest.timezone, now)
     };
     let next_source = match &timer {
-        Some(unit) => format!("systemd timer {} (see `systemctl list-timers paper-digest.timer`)", unit.display()),
+        Some(unit) => {
+            format!("systemd timer {} (see `systemctl list-timers paper-digest.timer`)", unit.display())
+        }
         None => format!(
             "[digest] schedule `{}` in {}, when `paper-digest daemon` runs",
             cfg.digest.schedule, cfg.digest.timezone
         ),
     };
-    let sources = store.source_statuses()?;
-    let deliveries: HashMap<String, Delivery> =
-        store.last_deliveries()?.into_iter().map(|d| (d.subscriber.clone(), d)).collect();
+    let sources = store.as_ref().map(Store::source_statuses).transpose()?.unwrap_or_default();
+    let deliveries: HashMap<String, Delivery> = store
+        .as_ref()
+        .map(Store::last_deliveries)
+        .transpose()?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| (d.subscriber.clone(), d))
+        .collect();
     let subscribers: Vec<serde_json::Value> = cfg
         .subscribers
         .iter()
@@ -382,11 +380,11 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
     let doc = serde_json::json!({
         "config": cfg.path,
         "database": cfg.digest.database,
-        "database_exists": true,
-        "papers": store.paper_count()?,
+        "database_exists": store.is_some(),
+        "papers": store.as_ref().map(Store::paper_count).transpose()?.unwrap_or(0),
         "last_run": run_json,
         "last_success": last_success.as_ref().map(|r| at(&r.started_at)),
-        "consecutive_failures": store.consecutive_failures()?,
+        "consecutive_failures": store.as_ref().map(Store::consecutive_failures).transpose()?.unwrap_or(0),
         "next_run": next_run.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
         "next_run_from": if timer.is_some() { "systemd_timer" } else { "daemon_schedule" },
         "sources": sources.iter().map(|s| serde_json::json!({
@@ -403,6 +401,13 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
             serde_json::to_writer_pretty(&mut *out, &doc)?;
             return writeln!(out);
         }
+        if store.is_none() {
+            writeln!(
+                out,
+                "no database at {} yet (digest.database): nothing has run with this config",
+                cfg.digest.database.display()
+            )?;
+        }
         match &last_run {
             Some(r) => writeln!(
                 out,
@@ -413,7 +418,11 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
             )?,
             None => writeln!(out, "last run:      never")?,
         }
-        writeln!(out, "last success:  {}", last_success.map_or_else(|| "never".into(), |r| at(&r.started_at)))?;
+        writeln!(
+            out,
+            "last success:  {}",
+            last_success.map_or_else(|| "never".into(), |r| at(&r.started_at))
+        )?;
         match next_run {
             Some(t) => writeln!(
                 out,
@@ -428,7 +437,13 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
             match &s.last_error {
                 Some(e) => writeln!(out, "  {:<14} FAILED at {}: {e}", s.source, at(&s.last_attempt))?,
                 None => {
-                    writeln!(out, "  {:<14} ok at {} ({} papers)", s.source, at(&s.last_attempt), s.last_count)?;
+                    writeln!(
+                        out,
+                        "  {:<14} ok at {} ({} papers)",
+                        s.source,
+                        at(&s.last_attempt),
+                        s.last_count
+                    )?;
                 }
             }
         }
@@ -461,8 +476,14 @@ fn sample_papers(now: DateTime<Utc>) -> [Paper; 2] {
         Paper {
             id: PaperId("2411.00001".into()),
             title: "A Sample Paper on $\\alpha$-Reasoning".into(),
-            summary: "This is the abstract of a sample paper. It has a second sentence. And a third one.".into(),
-            authors: vec!["Ada Lovelace".into(), "Alan Turing".into(), "Grace Hopper".into(), "Edsger Dijkstra".into()],
+            summary: "This is the abstract of a sample paper. It has a second sentence. And a third one."
+                .into(),
+            authors: vec![
+                "Ada Lovelace".into(),
+                "Alan Turing".into(),
+                "Grace Hopper".into(),
+                "Edsger Dijkstra".into(),
+            ],
             published: Some(now),
             upvotes: 42,
             comments: 3,
@@ -497,7 +518,9 @@ pub(super) fn render_sample(cfg: &Config, renderer: &Renderer, now: DateTime<Utc
         Some(s) => s,
         None => {
             sample = Subscriber {
-                email: "Sample Reader <reader@example.org>".parse().map_err(|e| Error::NotFound(format!("{e}")))?,
+                email: "Sample Reader <reader@example.org>"
+                    .parse()
+                    .map_err(|e| Error::NotFound(format!("{e}")))?,
                 key: "reader@example.org".into(),
                 topics: cfg.topics.keys().take(1).cloned().collect(),
                 max_papers: cfg.digest.max_papers,
@@ -571,9 +594,9 @@ fn from_domain_warning(cfg: &Config) -> Option<String> {
         crate::config::TransportKind::Smtp => cfg.mail.smtp.as_ref().map(|s| s.host.to_ascii_lowercase()),
         _ => None,
     };
-    let ok = relay.as_deref().is_some_and(|host| {
-        relays.iter().any(|r| host == *r || host.ends_with(&format!(".{r}")))
-    });
+    let ok = relay
+        .as_deref()
+        .is_some_and(|host| relays.iter().any(|r| host == *r || host.ends_with(&format!(".{r}"))));
     if ok {
         return None;
     }
@@ -591,7 +614,7 @@ fn from_domain_warning(cfg: &Config) -> Option<String> {
 /// Whether runs can create and write the database: its folder exists (or only that one
 /// folder is missing) and is writable.
 fn check_database(cfg: &Config) -> Result<()> {
-    super::database_folder(cfg, false).map(|_| ())
+    super::database_folder(cfg, false)
 }
 
 pub(super) async fn check(cfg: &Config, connect: bool, now: DateTime<Utc>) -> Result<u8> {

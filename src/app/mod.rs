@@ -192,7 +192,8 @@ pub(crate) fn database_folder(cfg: &Config, create: bool) -> Result<()> {
         if !create {
             return Ok(());
         }
-        std::fs::create_dir(dir).map_err(|e| err(format!("cannot create the folder {}: {e}", dir.display())))?;
+        std::fs::create_dir(dir)
+            .map_err(|e| err(format!("cannot create the folder {}: {e}", dir.display())))?;
         tracing::info!(folder = %dir.display(), "created the database's folder");
     }
     let hint = "point `digest.database` at a writable folder (under the systemd unit: \
@@ -454,7 +455,10 @@ async fn run_inner(
     }
     let candidates = Candidates::load(cfg, store, now)?;
     if candidates.daily.is_empty() {
-        tracing::debug!("no papers in the last {} days (a weekend or a quiet day?)", cfg.digest.lookback_days);
+        tracing::debug!(
+            "no papers in the last {} days (a weekend or a quiet day?)",
+            cfg.digest.lookback_days
+        );
     }
     let liked = liked_papers(cfg, store).await;
     let indexes = Indexes::new(cfg, &candidates, &liked, now);
@@ -613,7 +617,7 @@ enum Sent {
 /// committed by a [`Committer`] on a thread of its own, so neither an SMTP exchange nor a
 /// file write waits for a durable commit. Every outcome known is committed before this
 /// returns, whether the run finished, was stopped or lost its mail server.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::too_many_lines)]
 async fn send_jobs(
     composer: &Composer,
     store: &Arc<Store>,

@@ -302,9 +302,9 @@ fn template_error(dir: Option<&Path>, name: &str, source: Option<&str>, e: &mini
         })
         .filter(|s| s.len() <= 160);
     let mut message = match (e.kind(), &expression) {
-        (minijinja::ErrorKind::UndefinedError, Some(expr)) => format!(
-            "{expr}; misspelt? The names a template sees are listed in docs/email.md"
-        ),
+        (minijinja::ErrorKind::UndefinedError, Some(expr)) => {
+            format!("{expr}; misspelt? The names a template sees are listed in docs/email.md")
+        }
         (kind, _) => match e.detail() {
             Some(detail) => format!("{kind}: {detail}"),
             None => kind.to_string(),

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
+use tokio::io::AsyncReadExt as _;
 use url::Url;
 
 /// Cache validators remembered per URL for conditional GET.
@@ -233,7 +234,12 @@ impl HttpClient {
             "GET"
         );
         let mut response = request.send().await.map_err(|e| self.transport_failure(url, &e))?;
-        tracing::trace!(url, status = response.status().as_u16(), length = response.content_length(), "response");
+        tracing::trace!(
+            url,
+            status = response.status().as_u16(),
+            length = response.content_length(),
+            "response"
+        );
         let status = response.status();
         if status == StatusCode::NOT_MODIFIED && sent.is_some() {
             return Ok(Answer::NotModified);
@@ -332,9 +338,10 @@ impl HttpClient {
             |message: String| Error::Fetch { url: url.to_string(), status: None, transient: false, message };
         let path = parsed.to_file_path().map_err(|()| fail("not a local file path".into()))?;
         let cap = self.settings.max_body_bytes;
-        let file = tokio::fs::File::open(&path).await.map_err(|e| fail(format!("cannot open {}: {e}", path.display())))?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| fail(format!("cannot open {}: {e}", path.display())))?;
         let mut body = Vec::new();
-        use tokio::io::AsyncReadExt as _;
         file.take(cap.saturating_add(1))
             .read_to_end(&mut body)
             .await
