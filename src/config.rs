@@ -1645,4 +1645,77 @@ password_env = "PW"
         assert!(!c.subscribers.is_empty());
         assert!(c.sources.huggingface.is_some());
     }
+
+    #[test]
+    fn serde_type_names_become_words() {
+        assert_eq!(
+            plain_words("invalid type: string \"ten\", expected usize"),
+            "invalid type: string \"ten\", expected a whole number (0 or more)"
+        );
+        assert_eq!(
+            plain_words("invalid type: integer `3`, expected f64"),
+            "invalid type: whole number `3`, expected a number"
+        );
+        assert_eq!(plain_words("expected u16"), "expected a whole number from 0 to 65535");
+        // A longer word that merely starts like a type name is left alone.
+        assert_eq!(plain_words("expected u32x"), "expected u32x");
+    }
+
+    #[test]
+    fn keys_found_after_parsing_point_at_their_value() {
+        let text = "[digest]\nmax_papers = 0\n\n[[subscribers]]\nemail = \"a@example.org\"\n\n[[subscribers]]\nemail = \"b@\"\ntopics = [\"x\", \"y\"]\n";
+        let at = |key: &str| span_of(text, key).map(|s| line_column(text, s.start));
+        assert_eq!(at("digest.max_papers"), Some((2, 14)));
+        assert_eq!(at("subscribers[1].email"), Some((8, 9)));
+        assert_eq!(at("subscribers[1].topics[1]"), Some((9, 16)));
+        // A key that is not written points at the table that lacks it.
+        assert_eq!(at("digest.timezone").map(|p| p.0), Some(1));
+        assert_eq!(at("mail.smtp"), None);
+    }
+
+    #[test]
+    fn a_check_after_parsing_reports_line_and_column() {
+        let err = parse("[digest]\nlookback_days = 99\n[mail]\nfrom = \"a@example.org\"\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "t.toml:2:17: key `digest.lookback_days`: expected a number of days from 1 to 60"
+        );
+    }
+
+    #[test]
+    fn a_relative_file_url_resolves_against_the_config_folder() {
+        let c =
+            parse("[sources.huggingface]\nbase_url = \"file:listing\"\n[mail]\nfrom = \"a@example.org\"\n")
+                .unwrap();
+        assert_eq!(c.sources.huggingface.unwrap().base_url, "file:///base/listing");
+    }
+
+    #[test]
+    fn password_command_output_loses_only_its_trailing_newline() {
+        let cmd = |c: &str| PasswordCommand { command: c.into(), config: "t.toml".into() };
+        assert_eq!(cmd("printf ' pa ss \\n'").run().unwrap().expose(), " pa ss ");
+        assert_eq!(cmd("printf 'x\\r\\n'").run().unwrap().expose(), "x");
+        let err = cmd("exit 7").run().unwrap_err().to_string();
+        assert!(err.contains("key `mail.smtp.password_command`") && err.contains("status 7"), "{err}");
+        assert!(cmd("true").run().unwrap_err().to_string().contains("printed nothing"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn span_lookup_never_panics_and_stays_inside_the_text(text in "[\\[\\]a-z =\"\\n.0-9,]{0,80}", key in "[a-z.\\[\\]0-9]{0,20}") {
+            if let Some(span) = span_of(&text, &key) {
+                proptest::prop_assert!(span.end <= text.len());
+                let (line, column) = line_column(&text, span.start);
+                proptest::prop_assert!(line >= 1 && column >= 1);
+            }
+        }
+
+        #[test]
+        fn plain_words_never_panics_and_leaves_no_rust_type_after_expected(msg in "( expected (u8|u16|u32|u64|usize|i64|f64|a sequence)|[a-z ,`]){0,12}") {
+            let out = plain_words(&msg);
+            for t in ["expected u32", "expected usize", "expected f64"] {
+                proptest::prop_assert!(!out.split(t).skip(1).any(|rest| !rest.starts_with(|c: char| c.is_ascii_alphanumeric())));
+            }
+        }
+    }
 }

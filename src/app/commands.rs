@@ -674,3 +674,36 @@ pub(super) async fn check(cfg: &Config, connect: bool, now: DateTime<Utc>) -> Re
     print(|out| writeln!(out, "{line}"))?;
     Ok(if failed == 0 { exit::OK } else { exit::TEMPFAIL })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_starter_config_under_etc_keeps_its_state_where_the_systemd_unit_may_write() {
+        let etc = starter_config(Path::new("/etc/paper-digest/paper-digest.toml"));
+        assert!(etc.contains("database = \"/var/lib/paper-digest/paper-digest.sqlite3\""));
+        assert!(etc.contains("dir = \"/var/lib/paper-digest/outbox\""));
+        let home = starter_config(Path::new("/home/ada/digest/paper-digest.toml"));
+        assert!(home.contains("database = \"paper-digest.sqlite3\""));
+    }
+
+    #[test]
+    fn long_lists_are_capped_with_a_count() {
+        let names: Vec<String> = (0..100_000).map(|i| format!("u{i}@example.org")).collect();
+        let line = capped_list(names.iter().map(String::as_str));
+        assert_eq!(
+            line,
+            "u0@example.org, u1@example.org, u2@example.org, u3@example.org, u4@example.org and 99995 more"
+        );
+        assert_eq!(capped_list(["a", "b"].into_iter()), "a, b");
+        assert_eq!(capped_list(std::iter::empty()), "none");
+    }
+
+    #[test]
+    fn paths_are_quoted_for_the_shell_only_when_needed() {
+        assert_eq!(shell_word("/etc/paper-digest/paper-digest.toml"), "/etc/paper-digest/paper-digest.toml");
+        assert_eq!(shell_word("my digest.toml"), "'my digest.toml'");
+        assert_eq!(shell_word("it's.toml"), "'it'\\''s.toml'");
+    }
+}
