@@ -69,11 +69,12 @@ pub(super) fn init(path: &Path, force: bool) -> Result<u8> {
 
 /// Where a starter config keeps its state: beside itself, except under /etc, where the
 /// systemd unit (`ProtectSystem=strict`, `StateDirectory=paper-digest`) lets a run write
-/// only to /var/lib/paper-digest.
+/// only to /var/lib/paper-digest, and under /config, the container's config folder
+/// (mounted read-only, with the state volume at /var/lib/paper-digest).
 fn starter_config(path: &Path) -> String {
     let starter = include_str!("../../config/starter.toml");
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    if absolute.starts_with("/etc") {
+    if absolute.starts_with("/etc") || absolute.starts_with("/config") {
         starter
             .replace(
                 "database = \"paper-digest.sqlite3\"",
