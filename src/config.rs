@@ -857,6 +857,18 @@ impl Validator<'_> {
             },
             |p| self.resolve(p),
         );
+        let templates = d.templates.as_deref().map(|p| self.resolve(p));
+        if let Some(dir) = &templates
+            && !dir.is_dir()
+        {
+            return Err(self.err(
+                "digest.templates",
+                format!(
+                    "{} is not a folder; expected a folder of templates replacing the built-in ones (relative to the config file)",
+                    dir.display()
+                ),
+            ));
+        }
         let digest = DigestSettings {
             max_papers: d.max_papers,
             lookback_days: d.lookback_days,
@@ -864,7 +876,7 @@ impl Validator<'_> {
             database,
             timezone,
             schedule: d.schedule,
-            templates: d.templates.as_deref().map(|p| self.resolve(p)),
+            templates,
             min_score: d.min_score,
             trending_weight: d.trending_weight,
             recency_weight: d.recency_weight,

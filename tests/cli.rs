@@ -439,7 +439,9 @@ fn check_refuses_a_template_syntax_error_and_a_missing_templates_folder() {
     std::fs::remove_dir_all(site.path("tpl")).unwrap();
     let out = site.run(&["check"]);
     assert_eq!(code(&out), 78);
-    assert!(stderr(&out).contains("key `digest.templates`"), "{}", stderr(&out));
+    let config = std::fs::read_to_string(site.path("paper-digest.toml")).unwrap();
+    let want = format!("paper-digest.toml:{}:13: key `digest.templates`", line_of(&config, "templates = "));
+    assert!(stderr(&out).contains(&want), "{want} in {}", stderr(&out));
 }
 
 #[test]

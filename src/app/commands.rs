@@ -320,6 +320,26 @@ fn systemd_timer() -> Option<PathBuf> {
 }
 
 #[allow(clippy::too_many_lines)] // one report, read top to bottom
+/// The timer's next elapse as systemd reports it, when `systemctl` can say (systemd 251
+/// and later print it as `@<unix seconds>` with `--timestamp=unix`).
+fn timer_next_elapse() -> Option<DateTime<Utc>> {
+    let out = std::process::Command::new("systemctl")
+        .args([
+            "show",
+            "--property=NextElapseUSecRealtime",
+            "--value",
+            "--timestamp=unix",
+            "paper-digest.timer",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let secs: i64 = text.trim().strip_prefix('@')?.parse().ok()?;
+    DateTime::from_timestamp(secs, 0)
+}
+
 pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8> {
     let tz = if json { chrono_tz::UTC } else { cfg.digest.timezone };
     let at = |t: &str| when(t, tz);
@@ -330,7 +350,7 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
     let last_success = store.as_ref().map(Store::last_success_run).transpose()?.flatten();
     let timer = systemd_timer();
     let next_run = if timer.is_some() {
-        None
+        timer_next_elapse()
     } else {
         schedule::next_run(&cfg.digest.schedule, cfg.digest.timezone, now)
     };
