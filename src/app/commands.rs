@@ -319,7 +319,6 @@ fn systemd_timer() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-#[allow(clippy::too_many_lines)] // one report, read top to bottom
 /// The timer's next elapse as systemd reports it, when `systemctl` can say (systemd 251
 /// and later print it as `@<unix seconds>` with `--timestamp=unix`).
 fn timer_next_elapse() -> Option<DateTime<Utc>> {
@@ -340,6 +339,7 @@ fn timer_next_elapse() -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(secs, 0)
 }
 
+#[allow(clippy::too_many_lines)] // one report, read top to bottom
 pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8> {
     let tz = if json { chrono_tz::UTC } else { cfg.digest.timezone };
     let at = |t: &str| when(t, tz);
