@@ -752,3 +752,19 @@ fn completions_and_the_man_page_are_generated() {
     let text = stdout(&out);
     assert!(text.contains(".TH paper-digest") && text.contains("completions"), "{text}");
 }
+
+#[test]
+fn status_counts_runs_and_the_error_counts_the_tries_within_the_run() {
+    let http = hf_server();
+    let smtp = SmtpServer::start(Faults::none().tempfail_rcpt(3));
+    let one = "\n[[subscribers]]\nemail = \"alice@example.org\"\ntopics = [\"llm-reasoning\"]\n";
+    let site = Site::with_subscribers(&http.url(), smtp.port(), "", one);
+    assert_eq!(code(&site.run(&["run"])), 1, "deferred after max_attempts = 3");
+    let doc: serde_json::Value = serde_json::from_slice(&site.run(&["status", "--json"]).stdout).unwrap();
+    let alice = &doc["subscribers"][0];
+    assert_eq!(alice["status"], "deferred");
+    assert_eq!(alice["runs_attempted"], 1);
+    assert!(alice["error"].as_str().unwrap().contains("(after 3 attempts)"), "{alice}");
+    let text = stdout(&site.run(&["status"]));
+    assert!(text.contains("tried in 1 run(s)") && text.contains("after 3 attempts"), "{text}");
+}

@@ -157,6 +157,11 @@ impl Mailer {
                 if failure.stage == Stage::Connect && (!failure.transient || !pool.ever_connected()) {
                     self.set_down(&failure);
                 }
+                let mut failure = failure;
+                if attempt > 1 {
+                    // The ledger counts runs; the tries within this one are told here.
+                    failure.message = format!("{} (after {attempt} attempts)", failure.message);
+                }
                 return Err(to_error(failure, recipient));
             }
             let pause = backoff(self.backoff_base, attempt);
