@@ -43,7 +43,7 @@ pub enum Command {
     Preview(PreviewArgs),
     /// Fetch new papers into the database without sending anything
     Fetch,
-    /// Validate the config; with --connect also reach every source and the mail server
+    /// Validate the config and render a sample digest; with --connect also reach every source and the mail server
     Check {
         /// Perform a real SMTP EHLO / STARTTLS / AUTH (no mail sent) and reach each source
         #[arg(long)]
@@ -57,7 +57,7 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Show the last run and each subscriber's last delivery
+    /// Show the last run and each subscriber's last delivery (reads the database, never writes it)
     Status {
         /// Machine-readable output
         #[arg(long)]
@@ -85,7 +85,7 @@ pub enum Command {
     },
     /// Run on the config's cron schedule until SIGTERM/SIGINT (for hosts without systemd)
     Daemon,
-    /// Print a shell completion script (e.g. `paper-digest completions bash > /etc/bash_completion.d/paper-digest`)
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,

@@ -656,12 +656,20 @@ pub(super) async fn check(cfg: &Config, connect: bool, now: DateTime<Utc>) -> Re
     print(|out| {
         writeln!(
             out,
-            "config ok: {} ({} sources, {} topics, {} subscribers{from_file}, transport {:?})",
+            "config ok: {} ({} sources, {} topics, {} subscribers{from_file}, transport {})",
             cfg.path.display(),
             source::from_config(cfg).len(),
             cfg.topics.len(),
             cfg.subscribers.len(),
-            cfg.mail.transport
+            format!("{:?}", cfg.mail.transport).to_lowercase()
+        )?;
+        writeln!(
+            out,
+            "templates ok: {} compiled, a sample digest rendered with no undefined name",
+            cfg.digest.templates.as_ref().map_or_else(
+                || "the built-in templates".to_string(),
+                |d| format!("{} and the built-in templates", d.display())
+            )
         )?;
         if let Some(w) = &warning {
             writeln!(out, "{w}")?;
