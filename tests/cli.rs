@@ -204,6 +204,8 @@ fn commands_that_print_exit_cleanly_when_nobody_reads_their_output() {
         &["explain", "--to", "alice@example.org", "--paper", "2411.16500", "--json"],
         &["preview", "--to", "alice@example.org", "--offline"],
         &["fetch"],
+        &["completions", "bash"],
+        &["man"],
     ] {
         let (code, err, _) = into_closing_pipe(&site, args, 0);
         assert_eq!(code, 0, "{args:?}: {err}");

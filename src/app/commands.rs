@@ -101,16 +101,19 @@ fn shell_word(s: &str) -> String {
 
 pub(super) fn completions(shell: clap_complete::Shell) -> Result<u8> {
     let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
-    print(|out| {
-        clap_complete::generate(shell, &mut cmd, "paper-digest", out);
-        Ok(())
-    })?;
+    // Into memory first: clap_complete panics on a failed write, and a reader that hangs
+    // up (`| head`) is no failure of ours.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "paper-digest", &mut script);
+    print(|out| out.write_all(&script))?;
     Ok(exit::OK)
 }
 
 pub(super) fn man() -> Result<u8> {
     let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
-    print(|out| clap_mangen::Man::new(cmd).render(out))?;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd).render(&mut page).map_err(|e| Error::io("<man page>", e))?;
+    print(|out| out.write_all(&page))?;
     Ok(exit::OK)
 }
 
