@@ -23,6 +23,10 @@ pub struct Cli {
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
 
+    /// Log lines as text, or as one JSON object per line for log shippers
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
+
     /// Pretend the current time is this (RFC 3339): reproducible runs and tests
     #[arg(long, global = true, hide = true, value_name = "RFC3339", env = "PAPER_DIGEST_NOW")]
     pub now: Option<DateTime<Utc>>,
@@ -39,7 +43,7 @@ pub enum Command {
     Preview(PreviewArgs),
     /// Fetch new papers into the database without sending anything
     Fetch,
-    /// Validate the config; with --connect also reach every source and the mail server
+    /// Validate the config and render a sample digest; with --connect also reach every source and the mail server
     Check {
         /// Perform a real SMTP EHLO / STARTTLS / AUTH (no mail sent) and reach each source
         #[arg(long)]
@@ -47,14 +51,13 @@ pub enum Command {
     },
     /// Write a commented starter config
     Init {
-        /// Where to write it
-        #[arg(default_value = "paper-digest.toml")]
-        path: PathBuf,
+        /// Where to write it [default: --config, else $PAPER_DIGEST_CONFIG, else ./paper-digest.toml]
+        path: Option<PathBuf>,
         /// Overwrite an existing file
         #[arg(long)]
         force: bool,
     },
-    /// Show the last run and each subscriber's last delivery
+    /// Show the last run and each subscriber's last delivery (reads the database, never writes it)
     Status {
         /// Machine-readable output
         #[arg(long)]
@@ -99,6 +102,13 @@ pub enum Command {
         #[command(subcommand)]
         action: SubscribersAction,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,15 +175,26 @@ pub enum PreviewFormat {
     Json,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines (plain under journald)
+    #[default]
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON layer)
+    Json,
+}
+
 /// What the logger needs from the command line.
 #[derive(Debug, Clone, Copy)]
 pub struct LogOptions {
     pub verbose: u8,
     pub quiet: bool,
+    pub format: LogFormat,
 }
 
 impl Cli {
     pub fn log_options(&self) -> LogOptions {
-        LogOptions { verbose: self.verbose, quiet: self.quiet }
+        LogOptions { verbose: self.verbose, quiet: self.quiet, format: self.log_format }
     }
 }

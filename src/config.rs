@@ -229,6 +229,21 @@ struct RawSmtp {
     backoff_base_ms: u64,
     helo_name: Option<String>,
     ca_file: Option<PathBuf>,
+    /// msmtp's `passwordeval`: a shell command whose standard output is the secret.
+    password_command: Option<String>,
+    #[serde(default)]
+    auth: SmtpAuth,
+}
+
+/// How paper-digest logs in to the SMTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpAuth {
+    /// A password, sent with PLAIN or LOGIN (whichever the server offers).
+    #[default]
+    Password,
+    /// An OAuth2 access token (Gmail, Outlook), sent with XOAUTH2.
+    Xoauth2,
 }
 
 #[derive(Debug, Deserialize)]
@@ -522,6 +537,67 @@ pub struct SmtpSettings {
     pub helo_name: Option<String>,
     /// PEM certificates trusted besides the system store and the webpki roots.
     pub ca_file: Option<PathBuf>,
+    /// Run for the secret each time a transport is set up (tokens expire, so not at load).
+    pub password_command: Option<PasswordCommand>,
+    pub auth: SmtpAuth,
+}
+
+/// `mail.smtp.password_command`: run with `sh -c`, its standard output (without the
+/// trailing newline) is the password or, with `auth = "xoauth2"`, the access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordCommand {
+    pub command: String,
+    /// The config file, for errors that name it.
+    pub config: PathBuf,
+}
+
+impl PasswordCommand {
+    /// Runs the command. Its output is never logged; a failure names the key and the exit
+    /// status (and the command's last line of standard error, which carries no secret).
+    pub fn run(&self) -> Result<Secret> {
+        let fail = |message: String| error_at_key(&self.config, "mail.smtp.password_command", message);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&self.command)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| fail(format!("cannot run `sh -c {:?}`: {e}", self.command)))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let said = stderr.lines().rev().find(|l| !l.trim().is_empty()).map(str::trim).unwrap_or_default();
+            let said: String = said.chars().take(200).collect();
+            let status = out.status.code().map_or_else(|| "a signal".to_string(), |c| format!("status {c}"));
+            return Err(fail(format!(
+                "`{}` exited with {status}{}",
+                self.command,
+                if said.is_empty() { String::new() } else { format!(": {said}") }
+            )));
+        }
+        let secret = String::from_utf8(out.stdout)
+            .map_err(|_| fail(format!("`{}` printed something that is not UTF-8", self.command)))?;
+        let secret = secret.strip_suffix('\n').unwrap_or(&secret);
+        let secret = secret.strip_suffix('\r').unwrap_or(secret);
+        if secret.is_empty() {
+            return Err(fail(format!(
+                "`{}` printed nothing; expected the secret on standard output",
+                self.command
+            )));
+        }
+        Ok(Secret(secret.to_string()))
+    }
+}
+
+impl SmtpSettings {
+    /// These settings with the secret at hand: the `password_command` run now, if there is one.
+    pub fn with_secret(&self) -> Result<SmtpSettings> {
+        let mut s = self.clone();
+        if s.password.is_none()
+            && let Some(cmd) = &s.password_command
+        {
+            s.password = Some(cmd.run()?);
+        }
+        Ok(s)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -565,9 +641,20 @@ impl Config {
             line: None,
             column: None,
             key: None,
-            message: format!("cannot read the config file: {e}"),
+            message: if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "no config file here; write one with `paper-digest init {}`, or name another with \
+                     --config FILE or ${ENV_VAR}",
+                    path.display()
+                )
+            } else {
+                format!("cannot read the config file: {e}")
+            },
         })?;
-        let base = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         let base = std::path::absolute(&base).unwrap_or(base);
         Self::parse_with(&text, path, &base, &|name| std::env::var(name).ok())
     }
@@ -598,21 +685,120 @@ impl Config {
 fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
     let (line, column) = match e.span() {
         Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+            let (line, column) = line_column(text, span.start.min(text.len()));
             (Some(line), Some(column))
         }
         None => (None, None),
     };
     // toml's message repeats the snippet on several lines; the first line says what is wrong.
-    let mut message = e.message().lines().next().unwrap_or("invalid TOML").to_string();
+    let mut message = plain_words(e.message().lines().next().unwrap_or("invalid TOML"));
     let key = key_at(text, line);
     if message.contains("unknown field `subscribers_file`") {
         // A top-level key written below a [table] header belongs to that table.
         message.push_str("; `subscribers_file` is a top-level key: move it above the first [table]");
     }
     Error::Config { path: path.to_path_buf(), line, column, key, message }
+}
+
+/// Serde names Rust types in its messages ("expected u32"); a config's reader wants words.
+pub(crate) fn plain_words(message: &str) -> String {
+    const WORDS: &[(&str, &str)] = &[
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number (0 or more)"),
+        ("expected u64", "expected a whole number (0 or more)"),
+        ("expected usize", "expected a whole number (0 or more)"),
+        ("expected i64", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected a sequence", "expected a list, e.g. [\"a\", \"b\"]"),
+        ("expected a map", "expected a table"),
+        ("expected struct ", "expected a table "),
+        ("expected a borrowed string", "expected a string"),
+        ("expected path string", "expected a path (a string)"),
+        ("invalid type: sequence", "invalid type: list"),
+        ("invalid type: map", "invalid type: table"),
+        ("invalid type: integer", "invalid type: whole number"),
+        ("invalid type: floating point", "invalid type: number"),
+    ];
+    let mut out = message.to_string();
+    for (rust, words) in WORDS {
+        // `expected u32` but not `expected u32s`-like prefixes of longer type names.
+        let mut from = 0;
+        while let Some(at) = out[from..].find(rust) {
+            let at = from + at;
+            let end = at + rust.len();
+            if rust.ends_with(' ') || !out[end..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                out.replace_range(at..end, words);
+                from = at + words.len();
+            } else {
+                from = end;
+            }
+        }
+    }
+    out
+}
+
+/// The byte span of a dotted key (`subscribers[2].email`, `topics.video.weight`) in the
+/// config text: the value's when the key is written, else the nearest enclosing table's.
+/// Checks made after parsing use it to give their line and column.
+fn span_of(text: &str, key: &str) -> Option<std::ops::Range<usize>> {
+    use toml::de::{DeTable, DeValue};
+    let root = DeTable::parse(text).ok()?;
+    let mut segments = Vec::new();
+    for part in key.split('.') {
+        let (name, mut rest) = part.split_once('[').map_or((part, ""), |(n, r)| (n, r));
+        segments.push((name, None));
+        while let Some((index, after)) = rest.split_once(']') {
+            if let Ok(i) = index.parse::<usize>() {
+                segments.push(("", Some(i)));
+            }
+            rest = after.trim_start_matches('[');
+        }
+    }
+    let mut found: Option<std::ops::Range<usize>> = None;
+    let mut table = Some(root.get_ref());
+    let mut array: Option<&[toml::Spanned<DeValue<'_>>]> = None;
+    for (name, index) in segments {
+        let value = match (index, table, array) {
+            (Some(i), _, Some(items)) => items.get(i),
+            (None, Some(t), _) => t.iter().find(|(k, _)| k.get_ref().as_ref() == name).map(|(_, v)| v),
+            _ => None,
+        };
+        let Some(value) = value else { break };
+        found = Some(value.span());
+        (table, array) = match value.get_ref() {
+            DeValue::Table(t) => (Some(t), None),
+            DeValue::Array(a) => (None, Some(&a[..])),
+            _ => (None, None),
+        };
+    }
+    found
+}
+
+/// A config error found after loading (a database folder that cannot be written, a
+/// password command that fails): it names the key and, read again from the file, where the
+/// key is written.
+pub fn error_at_key(config: &Path, key: &str, message: impl Into<String>) -> Error {
+    let position = std::fs::read_to_string(config)
+        .ok()
+        .and_then(|text| span_of(&text, key).map(|span| line_column(&text, span.start)));
+    Error::Config {
+        path: config.to_path_buf(),
+        line: position.map(|p| p.0),
+        column: position.map(|p| p.1),
+        key: Some(key.into()),
+        message: message.into(),
+    }
+}
+
+/// Line and column (from 1) of a byte offset in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    (line, column)
 }
 
 /// The dotted key of the line an error points at: the nearest `[table]` header plus the key.
@@ -644,8 +830,18 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
+    /// A config error at `key`, with the line and column where the key is written (or the
+    /// table that lacks it).
     fn err(&self, key: impl Into<String>, message: impl Into<String>) -> Error {
-        Error::config(self.path, key, message)
+        let key = key.into();
+        let (line, column) = match span_of(self.text, &key) {
+            Some(span) => {
+                let (line, column) = line_column(self.text, span.start);
+                (Some(line), Some(column))
+            }
+            None => (None, None),
+        };
+        Error::Config { path: self.path.to_path_buf(), line, column, key: Some(key), message: message.into() }
     }
 
     fn resolve(&self, p: &Path) -> PathBuf {
@@ -669,12 +865,28 @@ impl Validator<'_> {
         })
     }
 
+    /// An http(s) URL, or a `file:` one for archived or air-gapped listings: `file:///abs/path`,
+    /// or `file:` and a path relative to the config file's folder (`file:listings/cs.LG.rss`).
     fn url(&self, key: &str, value: &str) -> Result<String> {
+        if let Some(path) = value.strip_prefix("file:").filter(|p| !p.starts_with("//")) {
+            let path = self.resolve(Path::new(path));
+            let path = std::path::absolute(&path).unwrap_or(path);
+            return url::Url::from_file_path(&path)
+                .map(|u| u.to_string().trim_end_matches('/').to_string())
+                .map_err(|()| {
+                    self.err(key, format!("`{value}`: {} is not an absolute path", path.display()))
+                });
+        }
         match url::Url::parse(value) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(value.trim_end_matches('/').to_string()),
+            Ok(u) if matches!(u.scheme(), "http" | "https" | "file") => {
+                Ok(value.trim_end_matches('/').to_string())
+            }
             Ok(u) => Err(self.err(
                 key,
-                format!("`{value}` uses the scheme `{}`; expected an http or https URL", u.scheme()),
+                format!(
+                    "`{value}` uses the scheme `{}`; expected an http or https URL (or file: for a local listing)",
+                    u.scheme()
+                ),
             )),
             Err(e) => Err(self.err(key, format!("`{value}` is not a URL ({e})"))),
         }
@@ -717,6 +929,18 @@ impl Validator<'_> {
             },
             |p| self.resolve(p),
         );
+        let templates = d.templates.as_deref().map(|p| self.resolve(p));
+        if let Some(dir) = &templates
+            && !dir.is_dir()
+        {
+            return Err(self.err(
+                "digest.templates",
+                format!(
+                    "{} is not a folder; expected a folder of templates replacing the built-in ones (relative to the config file)",
+                    dir.display()
+                ),
+            ));
+        }
         let digest = DigestSettings {
             max_papers: d.max_papers,
             lookback_days: d.lookback_days,
@@ -724,7 +948,7 @@ impl Validator<'_> {
             database,
             timezone,
             schedule: d.schedule,
-            templates: d.templates.as_deref().map(|p| self.resolve(p)),
+            templates,
             min_score: d.min_score,
             trending_weight: d.trending_weight,
             recency_weight: d.recency_weight,
@@ -1021,12 +1245,31 @@ impl Validator<'_> {
     }
 
     fn smtp(&self, s: RawSmtp, in_use: bool) -> Result<SmtpSettings> {
-        let sources = [s.password_env.is_some(), s.password_file.is_some(), s.password_credential.is_some()];
+        let sources = [
+            s.password_env.is_some(),
+            s.password_file.is_some(),
+            s.password_credential.is_some(),
+            s.password_command.is_some(),
+        ];
         if sources.iter().filter(|b| **b).count() > 1 {
             return Err(self.err(
                 "mail.smtp",
-                "give only one of `password_env`, `password_file`, `password_credential`",
+                "give only one of `password_env`, `password_file`, `password_credential`, `password_command`",
             ));
+        }
+        if s.auth == SmtpAuth::Xoauth2 && (s.username.is_none() || !sources.iter().any(|b| *b)) {
+            return Err(self.err(
+                "mail.smtp.auth",
+                "\"xoauth2\" needs `username` (the mailbox) and the access token, usually from \
+                 `password_command` (e.g. \"oama access digest@example.org\")",
+            ));
+        }
+        if let Some(cmd) = &s.password_command
+            && cmd.trim().is_empty()
+        {
+            return Err(
+                self.err("mail.smtp.password_command", "expected a shell command, got an empty string")
+            );
         }
         if s.security == Security::None && !is_loopback(&s.host) && !s.allow_insecure {
             return Err(self.err(
@@ -1045,10 +1288,10 @@ impl Validator<'_> {
         // Secrets are only read for the transport actually in use: a file-transport config
         // with a [mail.smtp] table kept for later must not fail on a missing variable.
         let password = if in_use { self.password(&s)? } else { None };
-        if in_use && s.username.is_some() && password.is_none() {
+        if in_use && s.username.is_some() && password.is_none() && s.password_command.is_none() {
             return Err(self.err(
                 "mail.smtp.username",
-                "a username needs a password: set `password_env`, `password_file` or `password_credential`",
+                "a username needs a password: set `password_env`, `password_file`, `password_credential` or `password_command`",
             ));
         }
         let ca_file = self.ca_file(s.ca_file.as_deref())?;
@@ -1072,6 +1315,10 @@ impl Validator<'_> {
             backoff_base: Duration::from_millis(s.backoff_base_ms),
             helo_name: s.helo_name,
             ca_file,
+            password_command: s
+                .password_command
+                .map(|command| PasswordCommand { command, config: self.path.to_path_buf() }),
+            auth: s.auth,
         })
     }
 
@@ -1361,7 +1608,7 @@ fn read_jsonl(
             // serde_json ends its message with "at line 1 column N": the column is kept apart.
             let full = e.to_string();
             let suffix = format!(" at line {} column {}", e.line(), e.column());
-            let message = full.strip_suffix(&suffix).unwrap_or(&full).to_string();
+            let message = plain_words(full.strip_suffix(&suffix).unwrap_or(&full));
             at(line, Some(e.column()), Some(key), message)
         })?;
         each(n, line, raw)?;
@@ -1734,5 +1981,78 @@ password_env = "PW"
         let c = parse(text).unwrap();
         assert!(!c.subscribers.is_empty());
         assert!(c.sources.huggingface.is_some());
+    }
+
+    #[test]
+    fn serde_type_names_become_words() {
+        assert_eq!(
+            plain_words("invalid type: string \"ten\", expected usize"),
+            "invalid type: string \"ten\", expected a whole number (0 or more)"
+        );
+        assert_eq!(
+            plain_words("invalid type: integer `3`, expected f64"),
+            "invalid type: whole number `3`, expected a number"
+        );
+        assert_eq!(plain_words("expected u16"), "expected a whole number from 0 to 65535");
+        // A longer word that merely starts like a type name is left alone.
+        assert_eq!(plain_words("expected u32x"), "expected u32x");
+    }
+
+    #[test]
+    fn keys_found_after_parsing_point_at_their_value() {
+        let text = "[digest]\nmax_papers = 0\n\n[[subscribers]]\nemail = \"a@example.org\"\n\n[[subscribers]]\nemail = \"b@\"\ntopics = [\"x\", \"y\"]\n";
+        let at = |key: &str| span_of(text, key).map(|s| line_column(text, s.start));
+        assert_eq!(at("digest.max_papers"), Some((2, 14)));
+        assert_eq!(at("subscribers[1].email"), Some((8, 9)));
+        assert_eq!(at("subscribers[1].topics[1]"), Some((9, 16)));
+        // A key that is not written points at the table that lacks it.
+        assert_eq!(at("digest.timezone").map(|p| p.0), Some(1));
+        assert_eq!(at("mail.smtp"), None);
+    }
+
+    #[test]
+    fn a_check_after_parsing_reports_line_and_column() {
+        let err = parse("[digest]\nlookback_days = 99\n[mail]\nfrom = \"a@example.org\"\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "t.toml:2:17: key `digest.lookback_days`: expected a number of days from 1 to 60"
+        );
+    }
+
+    #[test]
+    fn a_relative_file_url_resolves_against_the_config_folder() {
+        let c =
+            parse("[sources.huggingface]\nbase_url = \"file:listing\"\n[mail]\nfrom = \"a@example.org\"\n")
+                .unwrap();
+        assert_eq!(c.sources.huggingface.unwrap().base_url, "file:///base/listing");
+    }
+
+    #[test]
+    fn password_command_output_loses_only_its_trailing_newline() {
+        let cmd = |c: &str| PasswordCommand { command: c.into(), config: "t.toml".into() };
+        assert_eq!(cmd("printf ' pa ss \\n'").run().unwrap().expose(), " pa ss ");
+        assert_eq!(cmd("printf 'x\\r\\n'").run().unwrap().expose(), "x");
+        let err = cmd("exit 7").run().unwrap_err().to_string();
+        assert!(err.contains("key `mail.smtp.password_command`") && err.contains("status 7"), "{err}");
+        assert!(cmd("true").run().unwrap_err().to_string().contains("printed nothing"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn span_lookup_never_panics_and_stays_inside_the_text(text in "[\\[\\]a-z =\"\\n.0-9,]{0,80}", key in "[a-z.\\[\\]0-9]{0,20}") {
+            if let Some(span) = span_of(&text, &key) {
+                proptest::prop_assert!(span.end <= text.len());
+                let (line, column) = line_column(&text, span.start);
+                proptest::prop_assert!(line >= 1 && column >= 1);
+            }
+        }
+
+        #[test]
+        fn plain_words_never_panics_and_leaves_no_rust_type_after_expected(msg in "( expected (u8|u16|u32|u64|usize|i64|f64|a sequence)|[a-z ,`]){0,12}") {
+            let out = plain_words(&msg);
+            for t in ["expected u32", "expected usize", "expected f64"] {
+                proptest::prop_assert!(!out.split(t).skip(1).any(|rest| !rest.starts_with(|c: char| c.is_ascii_alphanumeric())));
+            }
+        }
     }
 }

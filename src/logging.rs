@@ -1,7 +1,7 @@
 //! Log setup with tracing: readable lines on a terminal, plain lines (no colours, no
 //! timestamps, which journald adds itself) under systemd.
 
-use crate::cli::LogOptions;
+use crate::cli::{LogFormat, LogOptions};
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
@@ -18,17 +18,23 @@ pub fn init(opts: &LogOptions) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
+    // `-vv` is for digging: the libraries' own traces too (HTTP, SMTP, SQL), not only ours.
+    let others = if opts.verbose >= 2 && !opts.quiet { "debug" } else { "warn" };
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,paper_digest={level}")));
+        .unwrap_or_else(|_| EnvFilter::new(format!("{others},paper_digest={level}")));
     let terminal = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(opts.verbose > 0)
-        .with_ansi(terminal && !under_journald());
+        .with_ansi(terminal && !under_journald() && opts.format == LogFormat::Text);
     // A second init (tests calling into the library twice) is harmless: keep the first.
-    let _ =
-        if under_journald() || !terminal { builder.without_time().try_init() } else { builder.try_init() };
+    let _ = match opts.format {
+        // Log shippers want every field and a timestamp, whatever the terminal.
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Text if under_journald() || !terminal => builder.without_time().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
 }
 
 /// `alice@example.org` → `a***e@example.org`: enough to tell subscribers apart in

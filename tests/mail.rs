@@ -32,6 +32,8 @@ fn smtp(port: u16) -> SmtpSettings {
         backoff_base: Duration::from_millis(5),
         helo_name: Some("client.test".into()),
         ca_file: None,
+        password_command: None,
+        auth: paper_digest::config::SmtpAuth::Password,
     }
 }
 

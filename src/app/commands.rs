@@ -9,15 +9,15 @@ use crate::cli::{PreviewArgs, PreviewFormat};
 use crate::config::{Config, Subscriber};
 use crate::error::{Error, Result, exit};
 use crate::mail::{self, Envelope, Mailer};
-use crate::model::PaperId;
+use crate::model::{Paper, PaperId};
 use crate::render::{DigestContext, Renderer};
 use crate::schedule;
 use crate::source::{self, http::HttpClient};
 use crate::store::{Delivery, Kind, NewDelivery, Outcome, Store};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use std::collections::HashMap;
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Writes a command's output to standard output: one lock, one buffer, one flush. A reader
 /// that has gone away (`paper-digest status | head -1`) is not the command's failure: the
@@ -40,27 +40,107 @@ pub(super) fn init(path: &Path, force: bool) -> Result<u8> {
             message: "already exists; pass --force to overwrite it".into(),
         });
     }
-    // The example lives in config/ and points one folder up; a starter config keeps its
-    // database and outbox beside itself.
-    let starter = include_str!("../../config/example.toml").replace("\"../", "\"");
+    let starter = starter_config(path);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        return Err(Error::Config {
+            path: path.to_path_buf(),
+            line: None,
+            column: None,
+            key: None,
+            message: format!(
+                "the folder {} does not exist; create it first (e.g. `install -d {}`)",
+                dir.display(),
+                dir.display()
+            ),
+        });
+    }
     std::fs::write(path, starter).map_err(|e| Error::io(path, e))?;
+    let next = if path == Path::new(crate::config::DEFAULT_PATH) {
+        "paper-digest check".to_string()
+    } else {
+        format!("paper-digest check --config {}", shell_word(&path.display().to_string()))
+    };
     print(|out| {
-        writeln!(
-            out,
-            "wrote {}; edit the subscribers and topics, then run `paper-digest check`",
-            path.display()
-        )
+        writeln!(out, "wrote {}; edit the subscribers, topics and [mail], then run:", path.display())?;
+        writeln!(out, "  {next}")
     })?;
     Ok(exit::OK)
 }
 
+/// Where a starter config keeps its state: beside itself, except under /etc, where the
+/// systemd unit (`ProtectSystem=strict`, `StateDirectory=paper-digest`) lets a run write
+/// only to /var/lib/paper-digest, and under /config, the container's config folder
+/// (mounted read-only, with the state volume at /var/lib/paper-digest).
+fn starter_config(path: &Path) -> String {
+    let starter = include_str!("../../config/starter.toml");
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    if absolute.starts_with("/etc") || absolute.starts_with("/config") {
+        starter
+            .replace(
+                "database = \"paper-digest.sqlite3\"",
+                "database = \"/var/lib/paper-digest/paper-digest.sqlite3\"",
+            )
+            .replace("dir = \"outbox\"", "dir = \"/var/lib/paper-digest/outbox\"")
+            .replace(
+                "# password_credential = \"smtp-password\"",
+                "# password_credential = \"smtp-password\"  (the unit's LoadCredential=)",
+            )
+    } else {
+        starter.to_string()
+    }
+}
+
+/// A path as one shell word, quoted only when it needs to be.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:@,=".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+pub(super) fn completions(shell: clap_complete::Shell) -> Result<u8> {
+    let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+    // Into memory first: clap_complete panics on a failed write, and a reader that hangs
+    // up (`| head`) is no failure of ours.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "paper-digest", &mut script);
+    print(|out| out.write_all(&script))?;
+    Ok(exit::OK)
+}
+
+pub(super) fn man() -> Result<u8> {
+    let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd).render(&mut page).map_err(|e| Error::io("<man page>", e))?;
+    print(|out| out.write_all(&page))?;
+    Ok(exit::OK)
+}
+
+/// At most this many names in a message listing what exists ("not a subscriber").
+const LISTED: usize = 5;
+
+/// `a, b, c and 99,997 more`: a list that stays one readable line at any length.
+fn capped_list<'a>(items: impl ExactSizeIterator<Item = &'a str>) -> String {
+    let total = items.len();
+    if total == 0 {
+        return "none".into();
+    }
+    let shown: Vec<&str> = items.take(LISTED).collect();
+    if total > LISTED {
+        format!("{} and {} more", shown.join(", "), total - LISTED)
+    } else {
+        shown.join(", ")
+    }
+}
+
 fn subscriber<'c>(cfg: &'c Config, email: &str) -> Result<&'c Subscriber> {
     cfg.subscriber(email).ok_or_else(|| {
-        let known: Vec<&str> = cfg.subscribers.iter().map(|s| s.key.as_str()).collect();
         Error::NotFound(format!(
-            "{email} is not a subscriber in {} (subscribers: {})",
+            "{email} is not a subscriber in {} ({} subscribers: {})",
             cfg.path.display(),
-            if known.is_empty() { "none".into() } else { known.join(", ") }
+            cfg.subscribers.len(),
+            capped_list(cfg.subscribers.iter().map(|s| s.key.as_str()))
         ))
     })
 }
@@ -193,6 +273,7 @@ pub(super) async fn resend(
             (Outcome::Failed { id, error }, if config { exit::CONFIG } else { exit::TEMPFAIL })
         }
         Sent::Unsent(_) | Sent::NotAttempted => return Ok(exit::TEMPFAIL),
+        Sent::BadTemplate(e) => return Err(e),
     };
     store.record_outcomes(std::slice::from_ref(&outcome), now)?;
     match &outcome {
@@ -322,16 +403,77 @@ pub(super) async fn explain(
     Ok(exit::OK)
 }
 
+/// A stored timestamp (RFC 3339, any precision) in the one format `status` prints: RFC 3339
+/// to the second, in `tz` with its offset (`Z` for UTC). Unreadable text is shown as is.
+fn when(stored: &str, tz: chrono_tz::Tz) -> String {
+    DateTime::parse_from_rfc3339(stored).map_or_else(
+        |_| stored.to_string(),
+        |t| t.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::Secs, true),
+    )
+}
+
+/// Where the next run comes from: a systemd timer when its unit is installed (the
+/// daemon's schedule means nothing then), else `[digest] schedule` for `paper-digest daemon`.
+fn systemd_timer() -> Option<PathBuf> {
+    ["/etc/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"]
+        .iter()
+        .map(|d| Path::new(d).join("paper-digest.timer"))
+        .find(|p| p.exists())
+}
+
+/// The timer's next elapse as systemd reports it, when `systemctl` can say (systemd 251
+/// and later print it as `@<unix seconds>` with `--timestamp=unix`).
+fn timer_next_elapse() -> Option<DateTime<Utc>> {
+    let out = std::process::Command::new("systemctl")
+        .args([
+            "show",
+            "--property=NextElapseUSecRealtime",
+            "--value",
+            "--timestamp=unix",
+            "paper-digest.timer",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let secs: i64 = text.trim().strip_prefix('@')?.parse().ok()?;
+    DateTime::from_timestamp(secs, 0)
+}
+
+#[allow(clippy::too_many_lines)] // one report, read top to bottom
 pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8> {
-    // Read-only when it can be (status works on a read-only file or folder); else, as for
-    // a new database or one an upgrade has yet to migrate, opened as every command does.
-    let store = Store::open_read_only(&cfg.digest.database).or_else(|_| Store::open(&cfg.digest.database))?;
-    let last_run = store.last_run()?;
-    let last_success = store.last_success_run()?;
-    let next_run = schedule::next_run(&cfg.digest.schedule, cfg.digest.timezone, now);
-    let sources = store.source_statuses()?;
-    let deliveries: HashMap<String, Delivery> =
-        store.last_deliveries()?.into_iter().map(|d| (d.subscriber.clone(), d)).collect();
+    let tz = if json { chrono_tz::UTC } else { cfg.digest.timezone };
+    let at = |t: &str| when(t, tz);
+    // Read only: a status check never creates or migrates the database.
+    let store =
+        if cfg.digest.database.exists() { Some(Store::open_read_only(&cfg.digest.database)?) } else { None };
+    let last_run = store.as_ref().map(Store::last_run).transpose()?.flatten();
+    let last_success = store.as_ref().map(Store::last_success_run).transpose()?.flatten();
+    let timer = systemd_timer();
+    let next_run = if timer.is_some() {
+        timer_next_elapse()
+    } else {
+        schedule::next_run(&cfg.digest.schedule, cfg.digest.timezone, now)
+    };
+    let next_source = match &timer {
+        Some(unit) => {
+            format!("systemd timer {} (see `systemctl list-timers paper-digest.timer`)", unit.display())
+        }
+        None => format!(
+            "[digest] schedule `{}` in {}, when `paper-digest daemon` runs",
+            cfg.digest.schedule, cfg.digest.timezone
+        ),
+    };
+    let sources = store.as_ref().map(Store::source_statuses).transpose()?.unwrap_or_default();
+    let deliveries: HashMap<String, Delivery> = store
+        .as_ref()
+        .map(Store::last_deliveries)
+        .transpose()?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| (d.subscriber.clone(), d))
+        .collect();
     let subscribers: Vec<serde_json::Value> = cfg
         .subscribers
         .iter()
@@ -343,22 +485,39 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
                 "last_edition": d.map(|d| d.edition),
                 "status": d.map(|d| d.status),
                 "papers": d.map(|d| d.items.len()),
-                "attempts": d.map(|d| d.attempts),
-                "sent_at": d.and_then(|d| d.sent_at.clone()),
+                "runs_attempted": d.map(|d| d.attempts),
+                "sent_at": d.and_then(|d| d.sent_at.as_deref().map(at)),
                 "error": d.and_then(|d| d.last_error.clone()),
             })
         })
         .collect();
+    let run_json = last_run.as_ref().map(|r| {
+        serde_json::json!({
+            "status": r.status,
+            "started_at": at(&r.started_at),
+            "finished_at": r.finished_at.as_deref().map(at),
+            "error": r.error,
+            "summary": r.summary,
+        })
+    });
     let doc = serde_json::json!({
         "config": cfg.path,
         "database": cfg.digest.database,
-        "papers": store.paper_count()?,
-        "suppressed": store.suppressed_count()?,
-        "last_run": last_run,
-        "last_success": last_success.as_ref().map(|r| &r.started_at),
-        "consecutive_failures": store.consecutive_failures()?,
-        "next_run": next_run,
-        "sources": sources,
+        "database_exists": store.is_some(),
+        "suppressed": store.as_ref().map(Store::suppressed_count).transpose()?.unwrap_or(0),
+        "papers": store.as_ref().map(Store::paper_count).transpose()?.unwrap_or(0),
+        "last_run": run_json,
+        "last_success": last_success.as_ref().map(|r| at(&r.started_at)),
+        "consecutive_failures": store.as_ref().map(Store::consecutive_failures).transpose()?.unwrap_or(0),
+        "next_run": next_run.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        "next_run_from": if timer.is_some() { "systemd_timer" } else { "daemon_schedule" },
+        "sources": sources.iter().map(|s| serde_json::json!({
+            "source": s.source,
+            "last_attempt": at(&s.last_attempt),
+            "last_success": s.last_success.as_deref().map(at),
+            "last_error": s.last_error,
+            "last_count": s.last_count,
+        })).collect::<Vec<_>>(),
         "subscribers": subscribers,
     });
     print(|out| {
@@ -366,24 +525,36 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
             serde_json::to_writer_pretty(&mut *out, &doc)?;
             return writeln!(out);
         }
+        if store.is_none() {
+            writeln!(
+                out,
+                "no database at {} yet (digest.database): nothing has run with this config",
+                cfg.digest.database.display()
+            )?;
+        }
         match &last_run {
             Some(r) => writeln!(
                 out,
                 "last run:      {} ({}){}",
-                r.started_at,
+                at(&r.started_at),
                 r.status,
                 r.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
             )?,
             None => writeln!(out, "last run:      never")?,
         }
-        writeln!(out, "last success:  {}", last_success.map_or_else(|| "never".into(), |r| r.started_at))?;
         writeln!(
             out,
-            "next run:      {} (daemon schedule `{}` {})",
-            next_run.map_or_else(|| "-".into(), |t| t.to_rfc3339()),
-            cfg.digest.schedule,
-            cfg.digest.timezone
+            "last success:  {}",
+            last_success.map_or_else(|| "never".into(), |r| at(&r.started_at))
         )?;
+        match next_run {
+            Some(t) => writeln!(
+                out,
+                "next run:      {} (from the {next_source})",
+                t.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::Secs, true)
+            )?,
+            None => writeln!(out, "next run:      decided by the {next_source}")?,
+        }
         writeln!(out, "papers stored: {}", doc["papers"])?;
         writeln!(
             out,
@@ -393,9 +564,15 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
         writeln!(out, "sources:")?;
         for s in &sources {
             match &s.last_error {
-                Some(e) => writeln!(out, "  {:<14} FAILED at {}: {e}", s.source, s.last_attempt)?,
+                Some(e) => writeln!(out, "  {:<14} FAILED at {}: {e}", s.source, at(&s.last_attempt))?,
                 None => {
-                    writeln!(out, "  {:<14} ok at {} ({} papers)", s.source, s.last_attempt, s.last_count)?;
+                    writeln!(
+                        out,
+                        "  {:<14} ok at {} ({} papers)",
+                        s.source,
+                        at(&s.last_attempt),
+                        s.last_count
+                    )?;
                 }
             }
         }
@@ -404,12 +581,13 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
             match deliveries.get(&s.key) {
                 Some(d) => writeln!(
                     out,
-                    "  {:<28} {} {:<8} {} papers, {} attempt(s){}",
+                    "  {:<28} {} {:<8} {} papers, tried in {} run(s){}{}",
                     s.key,
                     d.edition,
                     d.status,
                     d.items.len(),
                     d.attempts,
+                    d.sent_at.as_deref().map(|t| format!(", sent {}", at(t))).unwrap_or_default(),
                     d.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
                 )?,
                 None => writeln!(out, "  {:<28} no digest yet", s.key)?,
@@ -420,7 +598,164 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
     Ok(exit::OK)
 }
 
+/// Two sample papers for `check` to render: one with every field, one with only what
+/// every source gives, so a template that handles only the first is caught.
+fn sample_papers(now: DateTime<Utc>) -> [Paper; 2] {
+    [
+        Paper {
+            id: PaperId("2411.00001".into()),
+            title: "A Sample Paper on $\\alpha$-Reasoning".into(),
+            summary: "This is the abstract of a sample paper. It has a second sentence. And a third one."
+                .into(),
+            authors: vec![
+                "Ada Lovelace".into(),
+                "Alan Turing".into(),
+                "Grace Hopper".into(),
+                "Edsger Dijkstra".into(),
+            ],
+            published: Some(now),
+            upvotes: 42,
+            comments: 3,
+            ai_summary: Some("A sample summary.".into()),
+            keywords: vec!["reasoning".into()],
+            categories: vec!["cs.CL".into()],
+            url: Some("https://arxiv.org/abs/2411.00001".into()),
+            code_url: Some("https://github.com/example/sample".into()),
+            project_url: Some("https://example.org/sample".into()),
+            sources: vec!["huggingface".into()],
+        },
+        Paper {
+            id: PaperId("url:https://example.org/post".into()),
+            title: "A feed item".into(),
+            sources: vec!["feed".into()],
+            ..Paper::default()
+        },
+    ]
+}
+
+/// Compiles every template and renders a sample digest with an undefined value as an
+/// error, so a template mistake fails `check` (exit 78) instead of the morning's run.
+fn check_templates(cfg: &Config, now: DateTime<Utc>) -> Result<()> {
+    render_sample(cfg, &Renderer::strict(cfg.digest.templates.as_deref())?, now)
+}
+
+/// Renders a sample digest (and an empty one) for the first subscriber, or a sample one.
+pub(super) fn render_sample(cfg: &Config, renderer: &Renderer, now: DateTime<Utc>) -> Result<()> {
+    let papers = sample_papers(now);
+    let sample;
+    let subscriber = match cfg.subscribers.first() {
+        Some(s) => s,
+        None => {
+            sample = Subscriber {
+                email: "Sample Reader <reader@example.org>"
+                    .parse()
+                    .map_err(|e| Error::NotFound(format!("{e}")))?,
+                key: "reader@example.org".into(),
+                topics: cfg.topics.keys().take(1).cloned().collect(),
+                max_papers: cfg.digest.max_papers,
+                min_score: 0.0,
+                trending_weight: 1.0,
+                frequency: crate::model::Frequency::Daily,
+                weekday: chrono::Weekday::Mon,
+                timezone: cfg.digest.timezone,
+            };
+            &sample
+        }
+    };
+    let ranked: Vec<crate::model::Ranked<'_>> = papers
+        .iter()
+        .enumerate()
+        .map(|(i, paper)| crate::model::Ranked {
+            paper,
+            score: 2.0 - i as f64,
+            topic: subscriber.topics.first().cloned(),
+            matched: vec![crate::model::Match {
+                term: "reasoning".into(),
+                field: crate::model::Field::Title,
+                contribution: 1.0,
+            }],
+        })
+        .collect();
+    let edition = schedule::edition_key(subscriber, now);
+    for papers in [&ranked[..], &[]] {
+        let ctx = DigestContext {
+            subscriber,
+            edition,
+            papers,
+            unsubscribe_url: cfg.mail.unsubscribe_url.as_deref(),
+            unsubscribe_mailto: cfg.mail.unsubscribe_mailto.as_deref(),
+        };
+        renderer.render(&ctx)?;
+    }
+    Ok(())
+}
+
+/// Big mailbox providers publish DMARC `p=reject` or `quarantine`: mail From their domain
+/// sent through anyone else's server is refused or lands in spam at the big inboxes.
+const PROVIDER_DOMAINS: &[(&str, &[&str])] = &[
+    ("gmail.com", &["gmail.com", "google.com", "googlemail.com"]),
+    ("googlemail.com", &["gmail.com", "google.com", "googlemail.com"]),
+    ("outlook.com", &["outlook.com", "office365.com", "hotmail.com", "live.com"]),
+    ("hotmail.com", &["outlook.com", "office365.com", "hotmail.com", "live.com"]),
+    ("live.com", &["outlook.com", "office365.com", "hotmail.com", "live.com"]),
+    ("msn.com", &["outlook.com", "office365.com", "hotmail.com", "live.com"]),
+    ("yahoo.com", &["yahoo.com"]),
+    ("ymail.com", &["yahoo.com"]),
+    ("aol.com", &["aol.com", "yahoo.com"]),
+    ("icloud.com", &["icloud.com", "me.com", "apple.com"]),
+    ("me.com", &["icloud.com", "me.com", "apple.com"]),
+    ("mac.com", &["icloud.com", "me.com", "apple.com"]),
+    ("gmx.de", &["gmx.net", "gmx.de", "gmx.com"]),
+    ("gmx.net", &["gmx.net", "gmx.de", "gmx.com"]),
+    ("web.de", &["web.de"]),
+    ("proton.me", &["proton.me", "protonmail.ch"]),
+    ("protonmail.com", &["proton.me", "protonmail.ch"]),
+    ("yandex.ru", &["yandex.ru", "yandex.net"]),
+    ("mail.ru", &["mail.ru"]),
+    ("zoho.com", &["zoho.com", "zoho.eu"]),
+];
+
+/// The DMARC warning for a From address at a big provider sent through another relay.
+fn from_domain_warning(cfg: &Config) -> Option<String> {
+    let domain = cfg.mail.from.email.domain().to_ascii_lowercase();
+    let (_, relays) = PROVIDER_DOMAINS.iter().find(|(d, _)| *d == domain)?;
+    let relay = match cfg.mail.transport {
+        crate::config::TransportKind::Smtp => cfg.mail.smtp.as_ref().map(|s| s.host.to_ascii_lowercase()),
+        _ => None,
+    };
+    let ok = relay
+        .as_deref()
+        .is_some_and(|host| relays.iter().any(|r| host == *r || host.ends_with(&format!(".{r}"))));
+    if ok {
+        return None;
+    }
+    let through = relay.map_or_else(
+        || format!("the {:?} transport", cfg.mail.transport).to_lowercase(),
+        |h| format!("the relay {h}"),
+    );
+    Some(format!(
+        "warning: mail.from is at {domain}, but digests go out through {through}: {domain} publishes a DMARC \
+         policy, so Gmail, Outlook and Yahoo will reject or spam-file them. Send from a domain you control \
+         (with SPF and DKIM for the relay), or through {domain}'s own SMTP server."
+    ))
+}
+
+/// Whether runs can create and write the database: its folder exists (or only that one
+/// folder is missing) and is writable.
+fn check_database(cfg: &Config) -> Result<()> {
+    super::database_folder(cfg, false)
+}
+
 pub(super) async fn check(cfg: &Config, connect: bool, now: DateTime<Utc>) -> Result<u8> {
+    check_templates(cfg, now)?;
+    check_database(cfg)?;
+    if cfg.mail.transport == crate::config::TransportKind::Smtp
+        && let Some(smtp) = &cfg.mail.smtp
+    {
+        // Only that it works: the secret itself is dropped at once and never shown.
+        drop(smtp.with_secret()?);
+    }
+    let warning = from_domain_warning(cfg);
     let from_file = cfg
         .subscribers_file
         .as_ref()
@@ -429,13 +764,24 @@ pub(super) async fn check(cfg: &Config, connect: bool, now: DateTime<Utc>) -> Re
     print(|out| {
         writeln!(
             out,
-            "config ok: {} ({} sources, {} topics, {} subscribers{from_file}, transport {:?})",
+            "config ok: {} ({} sources, {} topics, {} subscribers{from_file}, transport {})",
             cfg.path.display(),
             source::from_config(cfg).len(),
             cfg.topics.len(),
             cfg.subscribers.len(),
-            cfg.mail.transport
+            format!("{:?}", cfg.mail.transport).to_lowercase()
         )?;
+        writeln!(
+            out,
+            "templates ok: {} compiled, a sample digest rendered with no undefined name",
+            cfg.digest.templates.as_ref().map_or_else(
+                || "the built-in templates".to_string(),
+                |d| format!("{} and the built-in templates", d.display())
+            )
+        )?;
+        if let Some(w) = &warning {
+            writeln!(out, "{w}")?;
+        }
         // [web] was validated with the rest (scheme, address, secret length); say what serves.
         match &cfg.web {
             Some(w) => writeln!(
@@ -475,4 +821,37 @@ pub(super) async fn check(cfg: &Config, connect: bool, now: DateTime<Utc>) -> Re
     };
     print(|out| writeln!(out, "{line}"))?;
     Ok(if failed == 0 { exit::OK } else { exit::TEMPFAIL })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_starter_config_under_etc_keeps_its_state_where_the_systemd_unit_may_write() {
+        let etc = starter_config(Path::new("/etc/paper-digest/paper-digest.toml"));
+        assert!(etc.contains("database = \"/var/lib/paper-digest/paper-digest.sqlite3\""));
+        assert!(etc.contains("dir = \"/var/lib/paper-digest/outbox\""));
+        let home = starter_config(Path::new("/home/ada/digest/paper-digest.toml"));
+        assert!(home.contains("database = \"paper-digest.sqlite3\""));
+    }
+
+    #[test]
+    fn long_lists_are_capped_with_a_count() {
+        let names: Vec<String> = (0..100_000).map(|i| format!("u{i}@example.org")).collect();
+        let line = capped_list(names.iter().map(String::as_str));
+        assert_eq!(
+            line,
+            "u0@example.org, u1@example.org, u2@example.org, u3@example.org, u4@example.org and 99995 more"
+        );
+        assert_eq!(capped_list(["a", "b"].into_iter()), "a, b");
+        assert_eq!(capped_list(std::iter::empty()), "none");
+    }
+
+    #[test]
+    fn paths_are_quoted_for_the_shell_only_when_needed() {
+        assert_eq!(shell_word("/etc/paper-digest/paper-digest.toml"), "/etc/paper-digest/paper-digest.toml");
+        assert_eq!(shell_word("my digest.toml"), "'my digest.toml'");
+        assert_eq!(shell_word("it's.toml"), "'it'\\''s.toml'");
+    }
 }

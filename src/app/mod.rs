@@ -64,7 +64,7 @@ pub struct RunSummary {
     pub session_error: Option<String>,
     /// One line per failed source or subscriber.
     pub errors: Vec<String>,
-    #[serde(with = "millis")]
+    #[serde(rename = "duration_ms", with = "millis")]
     pub duration: Duration,
 }
 
@@ -112,15 +112,24 @@ impl std::fmt::Display for RunSummary {
             self.pending,
             self.skipped,
             self.duration.as_secs_f64()
-        )
+        )?;
+        if self.new_papers == 0 && self.sent + self.failed + self.deferred == 0 && self.errors.is_empty() {
+            f.write_str(" (a quiet day: nothing new to send)")?;
+        }
+        Ok(())
     }
 }
 
 /// Runs a parsed command line; returns the exit code.
 pub fn main(cli: Cli) -> Result<u8> {
     let now = cli.now.unwrap_or_else(Utc::now);
-    if let Command::Init { path, force } = &cli.command {
-        return commands::init(path, *force);
+    match &cli.command {
+        Command::Init { path, force } => {
+            return commands::init(&config::locate(path.as_deref().or(cli.config.as_deref())), *force);
+        }
+        Command::Completions { shell } => return commands::completions(*shell),
+        Command::Man => return commands::man(),
+        _ => {}
     }
     let path = config::locate(cli.config.as_deref());
     let cfg = Config::load(&path)?;
@@ -132,6 +141,9 @@ pub fn main(cli: Cli) -> Result<u8> {
 }
 
 async fn dispatch(cfg: Config, command: Command, now: DateTime<Utc>, fixed_clock: bool) -> Result<u8> {
+    if !matches!(command, Command::Check { .. } | Command::Status { .. }) {
+        database_folder(&cfg, true)?;
+    }
     match command {
         Command::Run => {
             let _lock = InstanceLock::acquire(&cfg.digest.lock_file)?;
@@ -181,15 +193,65 @@ async fn dispatch(cfg: Config, command: Command, now: DateTime<Utc>, fixed_clock
                 if fixed_clock { schedule::Clock::starting_at(now) } else { schedule::Clock::system() };
             schedule::daemon(cfg, Shutdown::new(), clock).await
         }
-        Command::Init { .. } => unreachable!("handled before the config is loaded"),
+        Command::Init { .. } | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled before the config is loaded")
+        }
     }
 }
 
 /// The config with the database's readers applied: suppressed addresses left out,
 /// confirmed web subscribers added, manage-page settings and votes taken into account.
 fn with_readers(cfg: Config) -> Result<Config> {
-    let store = Store::open(&cfg.digest.database)?;
+    let db = &cfg.digest.database;
+    if !db.exists() {
+        return Ok(cfg);
+    }
+    // Read-only where it can be, so that `status` works on a database it may not write.
+    let store = Store::open_read_only(db).or_else(|_| Store::open(db))?;
     Ok(crate::web::roster::apply(&cfg, &store)?.unwrap_or(cfg))
+}
+
+/// Makes the database's folder ready for a command that writes (`create`), or only checks
+/// that it could be (`check`). The folder must exist, or only it may be missing, and then
+/// it alone is created: never its parents, so a typo in `digest.database` does not build a
+/// tree of folders anywhere (as root, perhaps). It must be writable. Errors name the key.
+pub(crate) fn database_folder(cfg: &Config, create: bool) -> Result<()> {
+    let db = &cfg.digest.database;
+    let err = |message: String| config::error_at_key(&cfg.path, "digest.database", message);
+    let dir = db.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    if !dir.is_dir() {
+        if !dir.parent().is_some_and(|p| p.as_os_str().is_empty() || p.is_dir()) {
+            return Err(err(format!(
+                "neither the folder {} nor its parent exists; create it first (paper-digest creates the \
+                 database's own folder, never its parents)",
+                dir.display()
+            )));
+        }
+        if !create {
+            return Ok(());
+        }
+        std::fs::create_dir(dir)
+            .map_err(|e| err(format!("cannot create the folder {}: {e}", dir.display())))?;
+        tracing::info!(folder = %dir.display(), "created the database's folder");
+    }
+    let hint = "point `digest.database` at a writable folder (under the systemd unit: \
+                /var/lib/paper-digest/paper-digest.sqlite3)";
+    if db.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(db)
+            .map_err(|e| err(format!("cannot write {}: {e}; {hint}", db.display())))?;
+    } else {
+        // SQLite writes the database, its journal and the lock file beside it.
+        let probe = dir.join(format!(".paper-digest-probe-{}", std::process::id()));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .map_err(|e| err(format!("cannot create files in {}: {e}; {hint}", dir.display())))?;
+        let _ = std::fs::remove_file(&probe);
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -233,14 +295,13 @@ async fn fetch(cfg: &Config, store: &Store, now: DateTime<Utc>, days: u32) -> Re
     let mut counts = Vec::new();
     for report in reports {
         match report.outcome {
+            // `source::fetch_all` logged each outcome as it came.
             Ok(list) => {
-                tracing::info!(source = %report.source, papers = list.len(), "fetched");
                 counts.push((report.source, Ok(list.len())));
                 papers.extend(list);
                 fetched.ok += 1;
             }
             Err(e) => {
-                tracing::error!(source = %report.source, "source failed: {e}");
                 counts.push((report.source.clone(), Err(e.to_string())));
                 fetched.errors.push((report.source, e));
             }
@@ -414,7 +475,8 @@ pub async fn run_once(cfg: &Config, now: DateTime<Utc>, shutdown: &Shutdown) -> 
 }
 
 fn log_summary(summary: &RunSummary) {
-    for e in &summary.errors {
+    // Source failures come first and were logged when they happened.
+    for e in summary.errors.iter().skip(summary.sources_failed) {
         tracing::warn!("{e}");
     }
     tracing::info!("run finished: {summary}");
@@ -438,7 +500,10 @@ async fn run_inner(
     }
     let candidates = Candidates::load(cfg, store, now)?;
     if candidates.daily.is_empty() {
-        tracing::info!("no papers in the last {} days (a weekend or a quiet day?)", cfg.digest.lookback_days);
+        tracing::debug!(
+            "no papers in the last {} days (a weekend or a quiet day?)",
+            cfg.digest.lookback_days
+        );
     }
     let liked = liked_papers(cfg, store).await;
     let indexes = Indexes::new(cfg, &candidates, &liked, now);
@@ -448,6 +513,8 @@ async fn run_inner(
         mail: Arc::new(cfg.mail.clone()),
         links: cfg.web.as_ref().map(|w| Arc::new(crate::web::Links::new(w))),
     };
+    // A template mistake found now costs nothing: no subscriber has been planned yet.
+    commands::render_sample(cfg, &composer.renderer, now)?;
     let mailer = Mailer::new(&cfg.mail)?;
     let progress = progress_bar(cfg.subscribers.len() as u64);
 
@@ -518,7 +585,8 @@ fn plan<'c>(
                 let seen = store.seen(&sub.key)?;
                 let ranked = indexes.for_subscriber(sub).rank(sub, &seen);
                 if ranked.is_empty() && !cfg.digest.send_empty {
-                    tracing::info!(to = %mask_email(&sub.key), "nothing new: no digest (send_empty = false)");
+                    // A quiet day is one summary line, not one line per subscriber.
+                    tracing::debug!(to = %mask_email(&sub.key), "nothing new: no digest (send_empty = false)");
                     summary.skipped += 1;
                     continue;
                 }
@@ -609,6 +677,10 @@ enum Sent {
     },
     /// Marked, but not offered: the session had already failed.
     Unsent(String),
+    /// A template failed to render: the operator's mistake, not the subscriber's. The row
+    /// is left as it was (unmarked), the run stops and exits 78; the rerun after the fix
+    /// sends it.
+    BadTemplate(Error),
 }
 
 /// Renders, sends and records one chunk's jobs. Rendering runs ahead on the blocking
@@ -616,7 +688,7 @@ enum Sent {
 /// committed by a [`Committer`] on a thread of its own, so neither an SMTP exchange nor a
 /// file write waits for a durable commit. Every outcome known is committed before this
 /// returns, whether the run finished, was stopped or lost its mail server.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::too_many_lines)]
 async fn send_jobs(
     composer: &Composer,
     store: &Arc<Store>,
@@ -640,11 +712,18 @@ async fn send_jobs(
     let cores = Arc::new(Semaphore::new(rendering));
     let render_ahead = rendering.max(MARK_GROUP);
     let committer = Committer::start(Arc::clone(store), now, concurrency + UNRECORDED);
+    let mut bad_template = None;
     {
         let down = AtomicBool::new(false);
         // Once cancelled (or the server is gone, or outcomes can no longer be recorded)
         // nothing new starts; sends in flight finish.
-        let stopped = || shutdown.is_cancelled() || down.load(Ordering::Relaxed) || committer.failed();
+        let broken = AtomicBool::new(false);
+        let stopped = || {
+            shutdown.is_cancelled()
+                || down.load(Ordering::Relaxed)
+                || broken.load(Ordering::Relaxed)
+                || committer.failed()
+        };
         let composed = futures_util::stream::iter(jobs)
             .take_while(|_| {
                 let go = !stopped();
@@ -680,8 +759,10 @@ async fn send_jobs(
                 });
                 async move {
                     let message = match render.await {
-                        Ok(Ok(message)) => message,
-                        Ok(Err(e)) | Err(e) => Err(format!("rendering failed: {e}")),
+                        Ok(Ok(Ok(message))) => Ok(message),
+                        Ok(Ok(Err(e @ Error::Config { .. }))) => Err(Sent::BadTemplate(e)),
+                        Ok(Ok(Err(e))) => Err(Sent::Failed(format!("rendering failed: {e}"))),
+                        Ok(Err(e)) | Err(e) => Err(Sent::Failed(format!("rendering failed: {e}"))),
                     };
                     (job, message)
                 }
@@ -693,7 +774,7 @@ async fn send_jobs(
             .then(|group| hand_out(store, group, stopped(), now))
             .flat_map(futures_util::stream::iter)
             .map(|(job, ready)| {
-                let (down, committer) = (&down, &committer);
+                let (down, committer, broken) = (&down, &committer, &broken);
                 async move {
                     let place = match &ready {
                         Ok(_) => Some(committer.place().await),
@@ -714,6 +795,9 @@ async fn send_jobs(
                     if matches!(result, Sent::SessionFailed { .. }) {
                         down.store(true, Ordering::Relaxed);
                     }
+                    if matches!(result, Sent::BadTemplate(_)) {
+                        broken.store(true, Ordering::Relaxed);
+                    }
                     (job, result, place)
                 }
             })
@@ -721,6 +805,13 @@ async fn send_jobs(
         let mut results = std::pin::pin!(results);
         while let Some((job, result, place)) = results.next().await {
             progress.inc(1);
+            let result = match result {
+                Sent::BadTemplate(e) => {
+                    bad_template.get_or_insert(e);
+                    Sent::NotAttempted
+                }
+                other => other,
+            };
             if let Some(outcome) = outcome(&job, result, summary)
                 && !committer.queue(outcome, place).await
             {
@@ -730,7 +821,8 @@ async fn send_jobs(
             }
         }
     }
-    committer.finish().await
+    committer.finish().await?;
+    bad_template.map_or(Ok(()), Err)
 }
 
 /// Marks a group of rendered jobs 'sending' (one transaction) and hands them out: each
@@ -741,7 +833,7 @@ async fn send_jobs(
 /// of the group is recorded deferred without a try; if the database fails, the run fails.)
 async fn hand_out<'c>(
     store: &Arc<Store>,
-    group: Vec<(Job<'c>, std::result::Result<lettre::Message, String>)>,
+    group: Vec<(Job<'c>, std::result::Result<lettre::Message, Sent>)>,
     stopping: bool,
     now: DateTime<Utc>,
 ) -> Vec<(Job<'c>, std::result::Result<lettre::Message, Sent>)> {
@@ -762,7 +854,7 @@ async fn hand_out<'c>(
         .into_iter()
         .map(|(job, message)| {
             let ready = match message {
-                Err(e) => Err(Sent::Failed(e)),
+                Err(not_sent) => Err(not_sent),
                 // Rendered ahead but not handed over: left as it was for the next run.
                 Ok(_) if stopping => Err(Sent::NotAttempted),
                 Ok(message) => match &marked {
@@ -863,7 +955,7 @@ fn outcome(job: &Job<'_>, result: Sent, summary: &mut RunSummary) -> Option<Outc
             summary.errors.push(format!("{to}: deferred to the next run: {error}"));
             Some(Outcome::Deferred { id, error })
         }
-        Sent::NotAttempted => {
+        Sent::NotAttempted | Sent::BadTemplate(_) => {
             // Stopped before its turn (a signal, a failed session): as it was, pending.
             summary.pending += 1;
             None
@@ -954,7 +1046,7 @@ fn compose(
     items: &[Item],
     papers: &Papers,
     now: DateTime<Utc>,
-) -> std::result::Result<lettre::Message, String> {
+) -> Result<lettre::Message> {
     let ranked = ranked_from_items(items, papers);
     let ctx = DigestContext {
         subscriber,
@@ -968,12 +1060,12 @@ fn compose(
         // With [web], every reader gets their own signed links and List-Unsubscribe URL.
         Some(links) => {
             let reader = links.for_digest(&subscriber.key, edition, items.iter().map(|i| &i.id));
-            let rendered = renderer.render_with_links(&ctx, Some(&reader)).map_err(|e| e.to_string())?;
-            mail::build_for(mail, &envelope, &rendered, Some(&reader.unsubscribe)).map_err(|e| e.to_string())
+            let rendered = renderer.render_with_links(&ctx, Some(&reader))?;
+            mail::build_for(mail, &envelope, &rendered, Some(&reader.unsubscribe))
         }
         None => {
-            let rendered = renderer.render(&ctx).map_err(|e| e.to_string())?;
-            mail::build(mail, &envelope, &rendered).map_err(|e| e.to_string())
+            let rendered = renderer.render(&ctx)?;
+            mail::build(mail, &envelope, &rendered)
         }
     }
 }
@@ -1018,7 +1110,8 @@ async fn send_one(
             Ok(()) => attempt(mailer, job, &message).await,
             Err(e) => Sent::Deferred(e.to_string()),
         },
-        Err(e) => Sent::Failed(e),
+        Err(e @ Error::Config { .. }) => Sent::BadTemplate(e),
+        Err(e) => Sent::Failed(e.to_string()),
     }
 }
 

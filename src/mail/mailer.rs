@@ -79,8 +79,9 @@ impl Mailer {
                         message: "transport = \"smtp\" needs a [mail.smtp] table".into(),
                     });
                 };
-                let pool =
-                    SmtpPool::new(s).map_err(|message| Error::Transport { transient: false, message })?;
+                // A `password_command` runs here, once per transport: tokens it prints expire.
+                let pool = SmtpPool::new(&s.with_secret()?)
+                    .map_err(|message| Error::Transport { transient: false, message })?;
                 Mailer {
                     transport: Transport::Smtp(Box::new(pool)),
                     max_attempts: s.max_attempts.max(1),
@@ -171,6 +172,11 @@ impl Mailer {
                 // The session, not the message, failed; every later send would repeat it.
                 if failure.stage == Stage::Session {
                     self.set_down(&failure);
+                }
+                let mut failure = failure;
+                if attempt > 1 {
+                    // The ledger counts runs; the tries within this one are told here.
+                    failure.message = format!("{} (after {attempt} attempts)", failure.message);
                 }
                 return Err(to_error(failure, recipient));
             }

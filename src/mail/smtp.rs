@@ -17,7 +17,7 @@ use super::tls;
 use crate::config::{Security, SmtpSettings};
 use lettre::address::Envelope;
 use lettre::transport::smtp::Error as SmtpError;
-use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
@@ -83,6 +83,8 @@ pub(crate) struct SmtpPool {
     tls: Option<TlsParameters>,
     username: Option<String>,
     credentials: Option<Credentials>,
+    /// PLAIN/LOGIN for a password, XOAUTH2 for an OAuth2 token.
+    mechanisms: &'static [Mechanism],
     timeout: Duration,
     data_timeout: Duration,
     /// Connections parked after a completed transaction, ready for the next MAIL FROM.
@@ -141,6 +143,10 @@ impl SmtpPool {
             tls,
             username: s.username.clone(),
             credentials,
+            mechanisms: match s.auth {
+                crate::config::SmtpAuth::Password => DEFAULT_MECHANISMS,
+                crate::config::SmtpAuth::Xoauth2 => &[Mechanism::Xoauth2],
+            },
             timeout: s.timeout,
             data_timeout: s.data_timeout,
             idle: Mutex::new(Vec::new()),
@@ -412,7 +418,7 @@ impl SmtpPool {
                 conn.starttls(tls.clone(), &self.hello).await.map_err(|e| self.starttls_failure(&e))?;
             }
             if let Some(credentials) = &self.credentials {
-                conn.auth(DEFAULT_MECHANISMS, credentials).await.map_err(|e| self.auth_failure(&e))?;
+                conn.auth(self.mechanisms, credentials).await.map_err(|e| self.auth_failure(&e))?;
             }
             Ok(conn)
         };
@@ -478,11 +484,13 @@ impl SmtpPool {
         let endpoint = self.endpoint();
         let user = self.username.as_deref().unwrap_or_default();
         if e.is_client() {
+            let names: Vec<String> = self.mechanisms.iter().map(ToString::to_string).collect();
             return Failure::session(
                 false,
                 format!(
-                    "{endpoint} offers no AUTH mechanism paper-digest supports (PLAIN, LOGIN) \
-                     over this connection: {e}; check mail.smtp.security (many servers offer AUTH only after STARTTLS)"
+                    "{endpoint} offers no AUTH mechanism paper-digest is set to use ({}; mail.smtp.auth) \
+                     over this connection: {e}; check mail.smtp.security (many servers offer AUTH only after STARTTLS)",
+                    names.join(", ")
                 ),
             );
         }

@@ -105,6 +105,8 @@ pub struct Renderer {
     env: Environment<'static>,
     inliner: Inliner,
     papers: RwLock<HashMap<PaperId, Arc<PaperText>>>,
+    /// The override folder, to name a template's file in errors.
+    dir: Option<std::path::PathBuf>,
 }
 
 /// Papers whose text a renderer keeps; past this it starts afresh (a run has at most a few
@@ -116,10 +118,20 @@ impl Renderer {
     /// `templates_dir`. Other files there are loaded too, so overrides can include their own
     /// partials. A template that does not compile is an error naming it.
     pub fn new(templates_dir: Option<&Path>) -> Result<Self> {
-        let mut env = Environment::new();
         // Typos in an override template fail loudly instead of rendering blanks, while
         // `{% if x is defined %}` still works.
-        env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+        Self::with_undefined(templates_dir, UndefinedBehavior::SemiStrict)
+    }
+
+    /// A renderer for `check`: an undefined value is an error even in an `{% if %}`, so a
+    /// misspelt name is caught before the first real digest meets it.
+    pub fn strict(templates_dir: Option<&Path>) -> Result<Self> {
+        Self::with_undefined(templates_dir, UndefinedBehavior::Strict)
+    }
+
+    fn with_undefined(templates_dir: Option<&Path>, undefined: UndefinedBehavior) -> Result<Self> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(undefined);
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_formatter(html_formatter);
@@ -129,14 +141,14 @@ impl Renderer {
         let mut overridden = Vec::new();
         if let Some(dir) = templates_dir {
             for (name, source) in read_templates(dir)? {
-                env.add_template_owned(name.clone(), source)
-                    .map_err(|e| template_error(&dir.join(&name).display().to_string(), &e))?;
+                env.add_template_owned(name.clone(), source.clone())
+                    .map_err(|e| template_error(Some(dir), &name, Some(&source), &e))?;
                 overridden.push(name);
             }
         }
         for &(name, source) in BUILTIN {
             if !overridden.iter().any(|n| n == name) {
-                env.add_template(name, source).map_err(|e| template_error(name, &e))?;
+                env.add_template(name, source).map_err(|e| template_error(None, name, Some(source), &e))?;
             }
         }
 
@@ -145,7 +157,12 @@ impl Renderer {
         // Inlining works on rendered messages, not on template sources (Jinja tags in a
         // template would not survive an HTML parser), but is worked out once per element
         // shape: see `inline`.
-        Ok(Renderer { env, inliner: Inliner::new(), papers: RwLock::new(HashMap::new()) })
+        Ok(Renderer {
+            env,
+            inliner: Inliner::new(),
+            papers: RwLock::new(HashMap::new()),
+            dir: templates_dir.map(Path::to_path_buf),
+        })
     }
 
     /// Renders one digest, shortening it to stay under [`MAX_MESSAGE_BYTES`]: first the
@@ -197,8 +214,14 @@ impl Renderer {
     }
 
     fn render_template(&self, name: &str, page: &Page<'_>) -> Result<String> {
-        let template = self.env.get_template(name).map_err(|e| template_error(name, &e))?;
-        template.render(Value::from_serialize(page)).map_err(|e| template_error(name, &e))
+        let template = self.env.get_template(name).map_err(|e| template_error(None, name, None, &e))?;
+        template.render(Value::from_serialize(page)).map_err(|e| {
+            // The error may lie in a template this one extends or includes.
+            let at = e.name().unwrap_or(name);
+            let source = self.env.get_template(at).ok().map(|t| t.source().to_string());
+            let dir = self.dir.as_deref().filter(|d| d.join(at).is_file());
+            template_error(dir, name, source.as_deref(), &e)
+        })
     }
 
     fn inline(&self, html: &str) -> Result<String> {
@@ -250,7 +273,13 @@ fn largest_fitting(
 
 /// Reads every regular file of the override folder.
 fn read_templates(dir: &Path) -> Result<Vec<(String, String)>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::Config {
+        path: dir.to_path_buf(),
+        line: None,
+        column: None,
+        key: Some("digest.templates".into()),
+        message: format!("cannot read the templates folder: {e}; expected a folder of templates (relative to the config file)"),
+    })?;
     let mut out = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
@@ -267,19 +296,49 @@ fn read_templates(dir: &Path) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-fn template_error(name: &str, e: &minijinja::Error) -> Error {
-    let mut message = e.to_string();
-    if let Some(detail) = e.detail()
-        && !message.contains(detail)
-    {
-        message = format!("{message}: {detail}");
+/// A template mistake is a configuration error (exit 78): it names the template's file
+/// (in the override folder `dir`, or the built-in one), the line, and for an undefined
+/// value the expression that was undefined, taken from the template's `source`.
+fn template_error(dir: Option<&Path>, name: &str, source: Option<&str>, e: &minijinja::Error) -> Error {
+    let at = e.name().unwrap_or(name);
+    let path = match dir {
+        Some(dir) => dir.join(at),
+        None => std::path::PathBuf::from(format!("{at} (built-in template)")),
+    };
+    let expression = source
+        .zip(e.range())
+        .and_then(|(text, range)| Some((text.get(..range.start)?, text.get(range)?)))
+        .map(|(before, at)| {
+            let at = at.trim().trim_start_matches("{{").trim_end_matches("}}").trim();
+            // A filter reports its own call (`wrap(72)`); the undefined name is what was piped in.
+            match before.trim_end().strip_suffix('|') {
+                Some(head) => {
+                    let from = head.rfind(['{', '(', ',']).map_or(0, |i| i + 1);
+                    let piped = head[from..].trim_start_matches(['{', '%', '-']).trim();
+                    format!("`{piped}` is undefined (given to `{at}`)")
+                }
+                None => format!("`{at}` is undefined"),
+            }
+        })
+        .filter(|s| s.len() <= 160);
+    let mut message = match (e.kind(), &expression) {
+        (minijinja::ErrorKind::UndefinedError, Some(expr)) => {
+            format!("{expr}; misspelt? The names a template sees are listed in docs/email.md")
+        }
+        (kind, _) => match e.detail() {
+            Some(detail) => format!("{kind}: {detail}"),
+            None => kind.to_string(),
+        },
+    };
+    if name != at {
+        message = format!("{message} (rendering {name})");
     }
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
+    let mut cause = std::error::Error::source(e);
+    while let Some(inner) = cause {
         message = format!("{message}: {inner}");
-        source = inner.source();
+        cause = inner.source();
     }
-    Error::Render { name: name.to_string(), message }
+    Error::Config { path, line: e.line(), column: None, key: None, message }
 }
 
 /// Prints a value the way minijinja does, except that HTML escaping leaves `/` alone:
@@ -321,9 +380,23 @@ fn count_bytes(s: &str, matches: impl Fn(u8) -> bool) -> usize {
 
 /// `{{ text | wrap(72, "   ") }}`: wraps at `width` columns; every line starts with
 /// `indent`, the first with `first` when given.
-fn wrap_filter(value: &str, width: usize, indent: Option<&str>, first: Option<&str>) -> String {
+fn wrap_filter(
+    value: &Value,
+    width: usize,
+    indent: Option<&str>,
+    first: Option<&str>,
+) -> std::result::Result<String, minijinja::Error> {
+    // An undefined value (a misspelt name) is reported as such, so the error names it.
+    let Some(text) = value.as_str() else {
+        let kind = if value.is_undefined() {
+            minijinja::ErrorKind::UndefinedError
+        } else {
+            minijinja::ErrorKind::InvalidOperation
+        };
+        return Err(minijinja::Error::new(kind, "`wrap` expects a string"));
+    };
     let indent = indent.unwrap_or("");
-    wrap(value, width, first.unwrap_or(indent), indent)
+    Ok(wrap(text, width, first.unwrap_or(indent), indent))
 }
 
 /// `{{ n | plural("upvote") }}` → `1 upvote`, `2 upvotes`.

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
+use tokio::io::AsyncReadExt as _;
 use url::Url;
 
 /// Cache validators remembered per URL for conditional GET.
@@ -51,6 +52,8 @@ struct Host {
 struct Failure {
     error: Error,
     retry_after: Option<Duration>,
+    /// The host could not be reached at all (name not resolved, connection refused).
+    unreachable: bool,
 }
 
 enum Answer {
@@ -150,8 +153,11 @@ impl HttpClient {
         let fail =
             |message: String| Error::Fetch { url: url.to_string(), status: None, transient: false, message };
         let parsed = Url::parse(url).map_err(|e| fail(format!("not a valid URL: {e}")))?;
+        if parsed.scheme() == "file" {
+            return self.read_file(url, &parsed).await;
+        }
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(fail("only http and https URLs can be fetched".into()));
+            return Err(fail("only http, https and file URLs can be fetched".into()));
         }
         let host = self.host(&parsed.host_str().unwrap_or_default().to_ascii_lowercase());
         let mut turn = host.turn.lock().await;
@@ -184,13 +190,16 @@ impl HttpClient {
                     tracing::debug!(url, attempt, status = 304, "not modified");
                     return Ok(Fetched::NotModified);
                 }
-                Err(Failure { error, retry_after }) => {
+                Err(Failure { error, retry_after, unreachable }) => {
                     let status = match &error {
                         Error::Fetch { status, .. } => *status,
                         _ => None,
                     };
-                    if !error.is_transient() || attempt >= max_attempts {
-                        tracing::warn!(url, attempt, status, "giving up: {error}");
+                    // An unreachable host (no DNS, connection refused) will not be back in
+                    // seconds: fail now with a hint; the next run (or the timer's retry) tries again.
+                    if !error.is_transient() || unreachable || attempt >= max_attempts {
+                        // The caller reports the failure; this is its detail.
+                        tracing::debug!(url, attempt, status, "giving up: {error}");
                         return Err(after_attempts(error, attempt));
                     }
                     let wait = self.backoff(attempt, retry_after);
@@ -218,7 +227,19 @@ impl HttpClient {
                 request = request.header(header::IF_MODIFIED_SINCE, modified);
             }
         }
+        tracing::trace!(
+            url,
+            if_none_match = sent.and_then(|v| v.etag.as_deref()),
+            if_modified_since = sent.and_then(|v| v.last_modified.as_deref()),
+            "GET"
+        );
         let mut response = request.send().await.map_err(|e| self.transport_failure(url, &e))?;
+        tracing::trace!(
+            url,
+            status = response.status().as_u16(),
+            length = response.content_length(),
+            "response"
+        );
         let status = response.status();
         if status == StatusCode::NOT_MODIFIED && sent.is_some() {
             return Ok(Answer::NotModified);
@@ -236,6 +257,7 @@ impl HttpClient {
             };
             return Err(Failure {
                 retry_after: None,
+                unreachable: false,
                 error: Error::Fetch {
                     url: url.to_string(),
                     status: Some(status.as_u16()),
@@ -250,6 +272,7 @@ impl HttpClient {
                 || status.is_server_error();
             return Err(Failure {
                 retry_after: retry_after(response.headers(), SystemTime::now()),
+                unreachable: false,
                 error: Error::Fetch {
                     url: url.to_string(),
                     status: Some(status.as_u16()),
@@ -265,6 +288,7 @@ impl HttpClient {
         let cap = usize::try_from(self.settings.max_body_bytes).unwrap_or(usize::MAX);
         let too_large = || Failure {
             retry_after: None,
+            unreachable: false,
             error: Error::Fetch {
                 url: url.to_string(),
                 status: Some(status.as_u16()),
@@ -292,15 +316,45 @@ impl HttpClient {
 
     fn transport_failure(&self, url: &str, e: &reqwest::Error) -> Failure {
         let transient = !e.is_redirect() && !e.is_builder() && !e.is_decode();
+        let unreachable = e.is_connect() && !e.is_timeout();
         let message = if e.is_timeout() {
             format!("timed out (limit {:?}, http.timeout_secs): {}", self.settings.timeout, describe(e))
+        } else if unreachable {
+            unreachable_message(url, e)
         } else {
             describe(e)
         };
         Failure {
             retry_after: None,
+            unreachable,
             error: Error::Fetch { url: url.to_string(), status: None, transient, message },
         }
+    }
+
+    /// A `file://` URL: an archived or air-gapped listing read from disk, with the same
+    /// body cap as a download. Never conditional: the store already ignores what it has.
+    async fn read_file(&self, url: &str, parsed: &Url) -> Result<Fetched> {
+        let fail =
+            |message: String| Error::Fetch { url: url.to_string(), status: None, transient: false, message };
+        let path = parsed.to_file_path().map_err(|()| fail("not a local file path".into()))?;
+        let cap = self.settings.max_body_bytes;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| fail(format!("cannot open {}: {e}", path.display())))?;
+        let mut body = Vec::new();
+        file.take(cap.saturating_add(1))
+            .read_to_end(&mut body)
+            .await
+            .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+        if body.len() as u64 > cap {
+            return Err(fail(format!(
+                "{} is larger than the cap of {cap} bytes (http.max_body_bytes)",
+                path.display()
+            )));
+        }
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(url, bytes = body.len(), "read");
+        Ok(Fetched::Body(body))
     }
 
     /// Exponential backoff with jitter, or the server's `Retry-After`; both capped at
@@ -357,6 +411,24 @@ fn describe(e: &reqwest::Error) -> String {
         source = s.source();
     }
     parts.join(": ")
+}
+
+/// One line for a host that cannot be reached: the host, the innermost cause (not the
+/// whole chain), and what to look at.
+fn unreachable_message(url: &str, e: &reqwest::Error) -> String {
+    let host = Url::parse(url).ok().map_or_else(
+        || url.to_string(),
+        |u| format!("{}:{}", u.host_str().unwrap_or_default(), u.port_or_known_default().unwrap_or_default()),
+    );
+    let mut cause = e.to_string();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    format!(
+        "cannot reach {host} ({cause}); offline? behind a proxy (set HTTPS_PROXY)? or a wrong base_url or url in the config?"
+    )
 }
 
 fn after_attempts(error: Error, attempts: u32) -> Error {

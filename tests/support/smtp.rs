@@ -109,7 +109,7 @@ impl Faults {
         self
     }
 
-    /// Advertises `AUTH PLAIN LOGIN`, accepts only these credentials (`535` otherwise)
+    /// Advertises `AUTH PLAIN LOGIN XOAUTH2`, accepts only these credentials (`535` otherwise)
     /// and requires AUTH before MAIL (`530`).
     pub fn auth(mut self, user: &str, password: &str) -> Self {
         self.auth = Some((user.into(), password.into()));
@@ -597,7 +597,7 @@ fn ehlo_reply(faults: &Faults, offer_starttls: bool) -> String {
     let mut lines: Vec<String> =
         ["250-localhost", "250-8BITMIME", "250-SMTPUTF8", "250-SIZE 10485760"].map(String::from).into();
     if faults.auth.is_some() {
-        lines.push(format!("250-AUTH {}", faults.mechanisms.as_deref().unwrap_or("PLAIN LOGIN")));
+        lines.push(format!("250-AUTH {}", faults.mechanisms.as_deref().unwrap_or("PLAIN LOGIN XOAUTH2")));
     }
     if faults.starttls || offer_starttls {
         lines.push("250-STARTTLS".into());
@@ -684,6 +684,21 @@ async fn auth_exchange<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             let pass = ask("334 UGFzc3dvcmQ6").await?;
             let decode = |s: &str| base64_decode(s).and_then(|b| String::from_utf8(b).ok());
             decode(&user).zip(decode(&pass))
+        }
+        // RFC-less but documented by Google and Microsoft: base64 of
+        // `user=NAME\x01auth=Bearer TOKEN\x01\x01`; the token is compared as the password.
+        "XOAUTH2" => {
+            let b64 = match initial {
+                Some(i) => i,
+                None => ask("334 ").await?,
+            };
+            base64_decode(&b64).and_then(|raw| {
+                let text = String::from_utf8(raw).ok()?;
+                let mut fields = text.split('\x01');
+                let user = fields.next()?.strip_prefix("user=")?.to_string();
+                let token = fields.next()?.strip_prefix("auth=Bearer ")?.to_string();
+                Some((user, token))
+            })
         }
         _ => None,
     })
