@@ -22,6 +22,7 @@ use mail_parser::MessageParser;
 use serve::{Served, enable_web, free_port, url_after};
 use site::{Site, code, hf_server, stderr};
 use smtp_server::{Faults, Received, SmtpServer};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -137,7 +138,13 @@ async fn a_reader_subscribes_confirms_manages_votes_and_unsubscribes_in_a_real_b
             std::env::var("PAPER_DIGEST_REQUIRE_TOOLS").as_deref() != Ok("1"),
             "{tool} is required (PAPER_DIGEST_REQUIRE_TOOLS=1) but not installed"
         );
-        println!("skipped: {tool} is not installed (apt-get install chromium chromium-driver)");
+        // Written to the real stderr: `println!` is captured and hidden for a passing test,
+        // and a skip must be seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: {tool} is not installed (Debian/Ubuntu: `apt-get install -y chromium chromium-driver`); \
+             set PAPER_DIGEST_REQUIRE_TOOLS=1 to make this a failure"
+        );
         return;
     }
     let shots = std::env::var_os("PAPER_DIGEST_SCREENSHOTS").map(PathBuf::from);
