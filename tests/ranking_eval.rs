@@ -309,6 +309,17 @@ fn print_each_topics_top_10_with_grades_and_reasons() {
                 reasons.join(", ")
             );
         }
+        let shown: HashSet<String> = index
+            .rank(&reader_of(&eval, name, K), &HashSet::new())
+            .iter()
+            .map(|r| r.paper.id.0.clone())
+            .collect();
+        println!("-- relevant papers outside the ranker's top {K}");
+        for paper in eval.papers.iter().filter(|p| grades[&p.id.0] > 0 && !shown.contains(&p.id.0)) {
+            let e = index.explain(&reader_of(&eval, name, eval.papers.len()), &paper.id, &HashSet::new());
+            let outcome = e.to_string().lines().last().unwrap_or_default().trim().to_string();
+            println!("  [{}] {} {} | {outcome}", grades[&paper.id.0], paper.id, paper.title);
+        }
         println!("-- substring baseline");
         for id in substring_baseline(&eval.papers, topic).iter().take(K) {
             let title = eval.papers.iter().find(|p| &p.id.0 == id).map_or("", |p| p.title.as_str());

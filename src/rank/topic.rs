@@ -243,8 +243,8 @@ impl CompiledTopic {
                 let docs = in_docs.get(&t).copied().unwrap_or(0);
                 let df = f64::from(corpus.df.get(t as usize).copied().unwrap_or(0)).max(1.0);
                 let lift = (docs as f64 / k) / (df / n);
-                (docs >= tuning::RELATED_MIN_DOCS && lift >= tuning::RELATED_MIN_LIFT)
-                    .then(|| (t, w * (n / df).ln()))
+                let enough = docs >= tuning::RELATED_MIN_DOCS && docs as f64 >= tuning::RELATED_MIN_SHARE * k;
+                (enough && lift >= tuning::RELATED_MIN_LIFT).then(|| (t, w * (n / df).ln()))
             })
             .collect();
         learned.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -396,9 +396,15 @@ impl CompiledTopic {
                 Kind::Keyword(j) => j != k && !shares_word(keyword_terms(j), keyword_terms(k)),
             })
         };
+        // In the title the keyword names what the paper is about: only abstract uses wait
+        // for support.
+        let in_title = |k: u32| group.iter().any(|c| c.kind == Kind::Keyword(k) && c.field == Field::Title);
         let alone: Vec<bool> = group
             .iter()
-            .map(|c| matches!(c.kind, Kind::Keyword(k) if self.ambiguous[k as usize] && !supported(k)))
+            .map(|c| {
+                matches!(c.kind, Kind::Keyword(k)
+                    if self.ambiguous[k as usize] && !in_title(k) && !supported(k))
+            })
             .collect();
         for (c, alone) in group.iter_mut().zip(alone) {
             if alone {

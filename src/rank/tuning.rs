@@ -80,6 +80,10 @@ pub const RELATED_TERMS: usize = 8;
 /// paper's pet word is not taken for the topic's.
 pub const RELATED_MIN_DOCS: usize = 2;
 
+/// ... and in at least this share of them: a word a third of the topic's best papers
+/// use is part of how the topic is written about; one in two of ten may be chance.
+pub const RELATED_MIN_SHARE: f64 = 0.3;
+
 /// A related term must be at least this many times as common among the feedback papers
 /// as among all candidates: "the", "model" and "we" are everywhere and fail.
 pub const RELATED_MIN_LIFT: f64 = 3.0;
