@@ -57,6 +57,8 @@ pub(crate) struct DocTf {
 pub(crate) struct PhraseStats {
     /// Sorted by doc.
     pub(crate) hits: Vec<DocTf>,
+    /// The occurrences in a row only (no near ones), sorted by doc.
+    pub(crate) exact: Vec<DocTf>,
     pub(crate) idf: f64,
     /// The term ids of its words: two keywords sharing a word are not independent
     /// evidence of a topic.
@@ -66,6 +68,11 @@ pub(crate) struct PhraseStats {
 impl PhraseStats {
     pub(crate) fn get(&self, doc: u32) -> Option<&DocTf> {
         self.hits.binary_search_by_key(&doc, |h| h.doc).ok().map(|i| &self.hits[i])
+    }
+
+    /// The in-a-row occurrences in `doc`, per field.
+    pub(crate) fn exact_in(&self, doc: u32) -> [f32; 2] {
+        self.exact.binary_search_by_key(&doc, |h| h.doc).ok().map_or([0.0; 2], |i| self.exact[i].tf)
     }
 }
 
@@ -89,6 +96,8 @@ pub(crate) struct Corpus {
     surface: Vec<String>,
     /// By term id: candidates using the word (closed compounds of hyphen groups aside).
     pub(crate) df: Vec<u32>,
+    /// By term id: the word's share of all words of all candidates.
+    pub(crate) collection_p: Vec<f64>,
     pub(crate) phrases: Vec<PhraseStats>,
     /// Folded surname → (doc, parsed author name).
     surnames: HashMap<String, Vec<(u32, Name)>>,
@@ -195,11 +204,15 @@ impl Corpus {
                 df
             })
             .collect();
+        let words: f64 = docs.iter().map(|d| d.len[TITLE] + d.len[ABSTRACT]).sum::<f64>().max(1.0);
+        let collection_p =
+            postings.iter().map(|list| list.iter().filter(|p| p.span == 1).count() as f64 / words).collect();
         Corpus {
             analyzer,
             vocab,
             docs,
             postings,
+            collection_p,
             avg_len,
             keywords: HashMap::new(),
             phrase_ids: HashMap::new(),
@@ -238,15 +251,20 @@ impl Corpus {
             return id;
         }
         let hits = self.occurrences(&key.0, true, &key.2);
-        self.push_phrase(key, hits)
+        self.push_phrase(key, hits.clone(), hits)
     }
 
-    fn push_phrase(&mut self, key: (Vec<u32>, Option<u32>, Vec<bool>), hits: Vec<DocTf>) -> usize {
+    fn push_phrase(
+        &mut self,
+        key: (Vec<u32>, Option<u32>, Vec<bool>),
+        hits: Vec<DocTf>,
+        exact: Vec<DocTf>,
+    ) -> usize {
         let n = self.docs.len() as f64;
         let df = hits.len() as f64;
         let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
         let id = self.phrases.len();
-        self.phrases.push(PhraseStats { hits, idf, terms: key.0.clone() });
+        self.phrases.push(PhraseStats { hits, exact, idf, terms: key.0.clone() });
         self.phrase_ids.insert(key, id);
         id
     }
@@ -292,11 +310,12 @@ impl Corpus {
             // the very occurrences the split phrase already counted.
             merge(&mut hits, self.occurrences(&[closed], false, &[false]));
         }
+        let exact = hits.clone();
         if key.0.len() > 1 {
             let near = self.near(&key.0, &key.2, &hits);
             merge(&mut hits, near);
         }
-        Some(self.push_phrase(key, hits))
+        Some(self.push_phrase(key, hits, exact))
     }
 
     /// Where the consecutive terms `words` occur, per doc and field; `caps[i]` demands

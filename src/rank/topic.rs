@@ -79,6 +79,9 @@ pub(crate) struct CompiledTopic {
     keywords: Vec<(u32, Option<usize>)>,
     /// By keyword: used in another sense too often to count alone (see [`Self::ambiguity`]).
     ambiguous: Vec<bool>,
+    /// By keyword: the phrases of the topic's longer keywords that contain it ("test-time"
+    /// in "test-time scaling"), whose occurrences it does not count again.
+    containers: Vec<Vec<usize>>,
     related: Vec<Related>,
     exclude: Vec<(String, Option<usize>)>,
     require: Vec<(String, Option<usize>)>,
@@ -147,6 +150,7 @@ impl CompiledTopic {
             min_score: topic.min_score,
             terms,
             ambiguous: vec![false; keywords.len()],
+            containers: Vec::new(),
             keywords,
             related: Vec::new(),
             exclude,
@@ -158,6 +162,24 @@ impl CompiledTopic {
             matches: Vec::new(),
         };
         compiled.ambiguous = compiled.ambiguity(corpus);
+        compiled.containers = compiled
+            .keywords
+            .iter()
+            .map(|&(_, p)| {
+                let Some(p) = p else { return Vec::new() };
+                let inner = &corpus.phrases[p].terms;
+                compiled
+                    .keywords
+                    .iter()
+                    .filter_map(|&(_, q)| q)
+                    .filter(|&q| q != p)
+                    .filter(|&q| {
+                        let outer = &corpus.phrases[q].terms;
+                        outer.len() > inner.len() && outer.windows(inner.len()).any(|w| w == inner.as_slice())
+                    })
+                    .collect()
+            })
+            .collect();
         // First pass: the keywords alone pick the papers the related terms are learned from.
         let first = compiled.scores(corpus);
         compiled.floor = floor_of(&first);
@@ -203,9 +225,12 @@ impl CompiledTopic {
         out
     }
 
-    /// Pseudo-relevance feedback (RM3-style): the words that the topic's best papers of
-    /// the day use far more than the candidates at large, weighted by those papers'
-    /// scores. They find on-topic papers that share no keyword with the topic.
+    /// Pseudo-relevance feedback: a relevance model of the topic's best papers of the day
+    /// (RM1: their word distributions, weighted by their scores), its words ranked by
+    /// their share of its divergence from the candidates' distribution (KLD expansion,
+    /// Carpineto et al. 2001), and kept only when used by several of those papers and
+    /// far more than by the candidates at large. They find on-topic papers that share no
+    /// keyword with the topic.
     fn learn_related(&mut self, corpus: &mut Corpus, scores: &[(u32, f64)]) {
         if self.keywords.is_empty() {
             return;
@@ -244,7 +269,12 @@ impl CompiledTopic {
                 let df = f64::from(corpus.df.get(t as usize).copied().unwrap_or(0)).max(1.0);
                 let lift = (docs as f64 / k) / (df / n);
                 let enough = docs >= tuning::RELATED_MIN_DOCS && docs as f64 >= tuning::RELATED_MIN_SHARE * k;
-                (enough && lift >= tuning::RELATED_MIN_LIFT).then(|| (t, w * (n / df).ln()))
+                // Kullback-Leibler divergence of the feedback model from the candidates':
+                // how much of what sets the topic's papers apart this word accounts for.
+                let background =
+                    corpus.collection_p.get(t as usize).copied().unwrap_or(0.0).max(f64::MIN_POSITIVE);
+                (enough && lift >= tuning::RELATED_MIN_LIFT && w > background)
+                    .then(|| (t, w * (w / background).ln()))
             })
             .collect();
         learned.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -311,17 +341,19 @@ impl CompiledTopic {
     fn contributions(&self, corpus: &Corpus, only: Option<u32>) -> Vec<Contribution> {
         let mut out = Vec::new();
         let wanted = |doc: u32| only.is_none_or(|o| o == doc);
+        let no_containers: &[usize] = &[];
         let phrases = self
             .keywords
             .iter()
             .enumerate()
-            .map(|(k, &(term, phrase))| (term, phrase, Kind::Keyword(k as u32), 1.0))
-            .chain(
-                self.related
-                    .iter()
-                    .map(|r| (r.term, Some(r.phrase), Kind::Related, tuning::RELATED_WEIGHT * r.weight)),
-            );
-        for (term, phrase, kind, factor) in phrases {
+            .map(|(k, &(term, phrase))| {
+                let containers = self.containers.get(k).map_or(no_containers, Vec::as_slice);
+                (term, phrase, Kind::Keyword(k as u32), 1.0, containers)
+            })
+            .chain(self.related.iter().map(|r| {
+                (r.term, Some(r.phrase), Kind::Related, tuning::RELATED_WEIGHT * r.weight, no_containers)
+            }));
+        for (term, phrase, kind, factor, containers) in phrases {
             let Some(stats) = phrase.map(|p| &corpus.phrases[p]) else { continue };
             let hits: &[DocTf] = match only {
                 Some(doc) => stats.get(doc).map(std::slice::from_ref).unwrap_or_default(),
@@ -332,10 +364,16 @@ impl CompiledTopic {
                 // BM25F: term frequencies are length-normalized and weighted per field,
                 // summed, then saturated once, so a title match counts more than an
                 // abstract match without letting either grow without bound.
+                // An occurrence inside a longer keyword's occurrence is that keyword's:
+                // "test-time scaling" does not also count as "test-time".
+                let inside = |field: usize| -> f64 {
+                    containers.iter().map(|&q| f64::from(corpus.phrases[q].exact_in(hit.doc)[field])).sum()
+                };
                 let field_tf = |field: usize| {
                     let b = tuning::BM25_B[field];
                     let norm = 1.0 - b + b * doc.len[field] / corpus.avg_len[field].max(1.0);
-                    tuning::FIELD_WEIGHT[field] * f64::from(hit.tf[field]) / norm
+                    let tf = (f64::from(hit.tf[field]) - inside(field)).max(0.0);
+                    tuning::FIELD_WEIGHT[field] * tf / norm
                 };
                 let parts = [field_tf(TITLE), field_tf(ABSTRACT)];
                 let tf = parts[0] + parts[1];
