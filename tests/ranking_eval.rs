@@ -12,7 +12,7 @@
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use paper_digest::config::{Config, Subscriber, Topic};
 use paper_digest::model::{Paper, PaperId};
-use paper_digest::rank::{Index, TopicOutcome};
+use paper_digest::rank::{Feedback, Index, TopicOutcome};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -325,5 +325,41 @@ fn print_each_topics_top_10_with_grades_and_reasons() {
             let title = eval.papers.iter().find(|p| &p.id.0 == id).map_or("", |p| p.title.as_str());
             println!("  [{}] {id} {title}", grades[id]);
         }
+    }
+}
+
+/// The `explain` outputs quoted in docs/ranking.md, one per rule.
+/// `cargo test --test ranking_eval print_the_explanations_in_the_docs -- --ignored --nocapture`
+#[test]
+#[ignore = "prints the examples of docs/ranking.md"]
+fn print_the_explanations_in_the_docs() {
+    let eval = load();
+    let index = Index::new(&eval.papers, &eval.topics, &[], now(), eval.recency_weight);
+    let none = HashSet::new();
+    for (topic, paper) in [
+        ("efficient-attention", "2411.16553"),
+        ("vision-language", "2411.16503"),
+        ("vision-language", "2411.16515"),
+        ("llm-alignment", "2411.16638"),
+        ("llm-alignment", "2411.16596"),
+        ("llm-alignment", "2411.16505"),
+        ("test-time-compute", "2411.16509"),
+        ("distributed-training", "2411.16530"),
+        ("robot-learning", "2411.16544"),
+        ("vision-transformers", "2411.16501"),
+    ] {
+        let sub = reader_of(&eval, topic, K);
+        println!("{}", index.explain(&sub, &PaperId(paper.into()), &none));
+    }
+    for name in ["llm-alignment", "video"] {
+        let related: Vec<String> =
+            index.related_terms(name).iter().map(|(t, w)| format!("{t} {w:.2}")).collect();
+        println!("{name} related terms: {}", related.join(", "));
+    }
+    let sub = reader_of(&eval, "gaussian-splatting", K);
+    let votes =
+        Feedback { liked: vec![PaperId("2411.16580".into())], disliked: vec![PaperId("2411.16632".into())] };
+    for paper in ["2411.16587", "2411.16557", "2411.16632"] {
+        println!("{}", index.explain_with_feedback(&sub, &PaperId(paper.into()), &none, &votes));
     }
 }

@@ -76,6 +76,9 @@ impl PhraseStats {
     }
 }
 
+/// A compiled phrase's identity: its words, its closed form, which words must be acronyms.
+type PhraseKey = (Vec<u32>, Option<u32>, Vec<bool>);
+
 #[derive(Debug)]
 pub(crate) struct Corpus {
     analyzer: Analyzer,
@@ -89,7 +92,7 @@ pub(crate) struct Corpus {
     keywords: HashMap<String, Option<usize>>,
     /// Phrases compiled so far, shared by every topic that uses them: keyed by words,
     /// closed form and which words must be acronyms.
-    phrase_ids: HashMap<(Vec<u32>, Option<u32>, Vec<bool>), usize>,
+    phrase_ids: HashMap<PhraseKey, usize>,
     /// By term id: some candidate writes the term as an ordinary word, not an acronym.
     ordinary: Vec<bool>,
     /// By term id: the first folded word seen with that stem, for showing a learned term.
@@ -190,23 +193,7 @@ impl Corpus {
             docs.iter().map(|d| d.len[TITLE]).sum::<f64>() / n,
             docs.iter().map(|d| d.len[ABSTRACT]).sum::<f64>() / n,
         ];
-        let df = postings
-            .iter()
-            .map(|list| {
-                let mut df = 0;
-                let mut last = None;
-                for p in list.iter().filter(|p| p.span == 1) {
-                    if last != Some(p.doc) {
-                        df += 1;
-                        last = Some(p.doc);
-                    }
-                }
-                df
-            })
-            .collect();
-        let words: f64 = docs.iter().map(|d| d.len[TITLE] + d.len[ABSTRACT]).sum::<f64>().max(1.0);
-        let collection_p =
-            postings.iter().map(|list| list.iter().filter(|p| p.span == 1).count() as f64 / words).collect();
+        let (df, collection_p) = frequencies(&postings, &docs);
         Corpus {
             analyzer,
             vocab,
@@ -254,12 +241,7 @@ impl Corpus {
         self.push_phrase(key, hits.clone(), hits)
     }
 
-    fn push_phrase(
-        &mut self,
-        key: (Vec<u32>, Option<u32>, Vec<bool>),
-        hits: Vec<DocTf>,
-        exact: Vec<DocTf>,
-    ) -> usize {
+    fn push_phrase(&mut self, key: PhraseKey, hits: Vec<DocTf>, exact: Vec<DocTf>) -> usize {
         let n = self.docs.len() as f64;
         let df = hits.len() as f64;
         let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
@@ -498,28 +480,45 @@ impl Corpus {
 /// A title word counts twice in `like` vectors: titles say what a paper is about.
 const FIELD_TF: [f64; 2] = [2.0, 1.0];
 
+/// By term: the candidates using it, and its share of all the candidates' words.
+fn frequencies(postings: &[Vec<Posting>], docs: &[Doc]) -> (Vec<u32>, Vec<f64>) {
+    let words: f64 = docs.iter().map(|d| d.len[TITLE] + d.len[ABSTRACT]).sum::<f64>().max(1.0);
+    postings
+        .iter()
+        .map(|list| {
+            let (mut df, mut cf, mut last) = (0, 0.0, None);
+            for p in list.iter().filter(|p| p.span == 1) {
+                cf += 1.0;
+                if last != Some(p.doc) {
+                    df += 1;
+                    last = Some(p.doc);
+                }
+            }
+            (df, cf / words)
+        })
+        .unzip()
+}
+
 /// The fewest stream tokens covering one occurrence of every word of `words` (each
 /// written as an acronym where `caps` says so), or `None` when some word is missing.
 fn tightest_window(stream: &[u32], stream_caps: &[bool], words: &[u32], caps: &[bool]) -> Option<usize> {
-    let wanted = |pos: usize| {
+    let wanted = |pos: usize, term: u32| {
         words.iter().enumerate().position(|(i, &w)| {
-            stream[pos] == w
+            term == w
                 && (!caps.get(i).copied().unwrap_or(false) || stream_caps.get(pos).copied().unwrap_or(false))
         })
     };
     let mut last_seen: Vec<Option<usize>> = vec![None; words.len()];
     let mut best: Option<usize> = None;
-    for pos in 0..stream.len() {
-        if stream[pos] == BREAK {
+    for (pos, &term) in stream.iter().enumerate() {
+        if term == BREAK {
             // Nearness stops at punctuation: "test. Time" is not about test time.
-            last_seen.iter_mut().for_each(|s| *s = None);
+            last_seen.fill(None);
             continue;
         }
-        let Some(i) = wanted(pos) else { continue };
+        let Some(i) = wanted(pos, term) else { continue };
         last_seen[i] = Some(pos);
-        if let Some(earliest) =
-            last_seen.iter().copied().collect::<Option<Vec<usize>>>().and_then(|v| v.into_iter().min())
-        {
+        if let Some(earliest) = last_seen.iter().try_fold(usize::MAX, |m, seen| seen.map(|p| m.min(p))) {
             let window = pos - earliest + 1;
             best = Some(best.map_or(window, |b| b.min(window)));
         }
