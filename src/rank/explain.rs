@@ -68,7 +68,7 @@ pub enum TopicOutcome {
     Matched { score: f64, floor: f64 },
     /// Some topic evidence, but less than the topic's floor for the day: a fraction of
     /// what its best matches score (docs/ranking.md, "Relevance first").
-    BelowFloor { score: f64, floor: f64 },
+    BelowFloor { score: f64, floor: f64, matched: Vec<Match> },
     /// An `exclude` term occurs in the title or abstract.
     Excluded { term: String },
     /// The topic has `require` terms and none occurs.
@@ -154,12 +154,20 @@ impl fmt::Display for OutcomeLine<'_> {
             TopicOutcome::Matched { score, floor } => {
                 write!(f, "matched with topic score {score:.2} (the topic's floor today: {floor:.2})")
             }
-            TopicOutcome::BelowFloor { score, floor } => {
+            TopicOutcome::BelowFloor { score, floor, matched } => {
                 write!(
                     f,
                     "too little topic evidence: topic score {score:.2} is below the topic's floor {floor:.2}"
                 )?;
-                of(f)
+                of(f)?;
+                let parts: Vec<String> = matched
+                    .iter()
+                    .map(|m| format!("{} in {} ({:+.2})", m.term, m.field, m.contribution))
+                    .collect();
+                if !parts.is_empty() {
+                    write!(f, " (matched {})", parts.join(", "))?;
+                }
+                Ok(())
             }
             TopicOutcome::Excluded { term } => {
                 write!(f, "excluded by term \"{term}\"")?;

@@ -489,7 +489,11 @@ impl CompiledTopic {
             Err(outcome) => return outcome,
         };
         if score < self.floor {
-            return TopicOutcome::BelowFloor { score, floor: self.floor };
+            let mut parts: Vec<(u32, Field, f64, bool)> =
+                contributions.iter().map(|c| (c.term, c.field, c.value, c.alone)).collect();
+            parts.sort_by(|a, b| b.2.total_cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
+            let matched = parts.into_iter().map(|m| self.to_match(m)).collect();
+            return TopicOutcome::BelowFloor { score, floor: self.floor, matched };
         }
         match self.min_score {
             Some(min_score) if score < min_score => TopicOutcome::BelowTopicMinScore { score, min_score },
@@ -505,18 +509,16 @@ impl CompiledTopic {
     /// The matches behind a hit, strongest first, ready for output.
     pub(crate) fn matched(&self, hit: &Hit) -> Vec<Match> {
         let range = hit.first as usize..(hit.first + hit.count) as usize;
-        self.matches[range]
-            .iter()
-            .map(|&(term, field, contribution, alone)| Match {
-                term: if alone {
-                    format!("{} (alone, ambiguous)", self.terms[term as usize])
-                } else {
-                    self.terms[term as usize].clone()
-                },
-                field,
-                contribution,
-            })
-            .collect()
+        self.matches[range].iter().map(|&m| self.to_match(m)).collect()
+    }
+
+    fn to_match(&self, (term, field, contribution, alone): (u32, Field, f64, bool)) -> Match {
+        let written = &self.terms[term as usize];
+        Match {
+            term: if alone { format!("{written} (alone, ambiguous)") } else { written.clone() },
+            field,
+            contribution,
+        }
     }
 
     /// Where `doc` sits in `hits`, if the topic selects it.
