@@ -176,7 +176,13 @@ fn print_half(title: &str, rows: &[&Row]) -> (f64, f64) {
     println!("| topic                  | relevant | ranker | substring baseline |");
     println!("|------------------------|---------:|-------:|-------------------:|");
     for r in rows {
-        let mark = if r.ours > r.theirs { "" } else { " (not ahead)" };
+        let mark = if r.ours > r.theirs {
+            ""
+        } else if r.ours >= 1.0 - 1e-9 && r.theirs >= 1.0 - 1e-9 {
+            " (both perfect)"
+        } else {
+            " (not ahead)"
+        };
         println!("| {:<22} | {:>8} | {:>6.3} | {:>18.3} |{mark}", r.name, r.relevant, r.ours, r.theirs);
     }
     let n = rows.len().max(1) as f64;
