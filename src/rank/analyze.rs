@@ -383,6 +383,40 @@ mod tests {
         assert_eq!(seen, expect.map(|(w, c)| (w.to_string(), c)));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 300,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Any text, however odd its scripts and punctuation, splits into lower-case
+        /// words; a word marked as an acronym keeps at least two letters.
+        #[test]
+        fn any_text_splits_into_folded_words_and_acronym_marks_need_letters(text in "\\PC{0,80}") {
+            let mut words = Vec::new();
+            Analyzer::folded_pieces(&text, |p| {
+                if let FoldedPiece::Word { word, caps } = p {
+                    words.push((word.to_string(), caps));
+                }
+            });
+            for (word, caps) in words {
+                proptest::prop_assert!(!word.is_empty());
+                proptest::prop_assert_eq!(word.to_lowercase(), word.clone());
+                if caps {
+                    proptest::prop_assert!(word.chars().filter(|c| c.is_alphabetic()).count() >= 2, "{}", word);
+                }
+            }
+        }
+
+        /// Acronym marks never change the words themselves: "CLIP" and "clip" fold alike.
+        #[test]
+        fn case_changes_only_the_acronym_marks(text in "[A-Za-z .,-]{0,60}") {
+            let a = Analyzer::default();
+            proptest::prop_assert_eq!(a.words(&text), a.words(&text.to_uppercase()));
+        }
+    }
+
     #[test]
     fn lora_is_not_a_word_inside_exploration() {
         assert!(!words("exploration exploratory laboratory").contains(&"lora".to_string()));

@@ -664,6 +664,30 @@ mod tests {
         assert!(h[1].doc == 1 && h[1].tf[1] > 0.0 && h[1].tf[1] < 0.5, "{h:?}");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 200,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// A phrase counts at most one occurrence per field for words near each other, and
+        /// never more than half of one; in a row it counts whole occurrences.
+        #[test]
+        fn near_phrases_count_a_fraction_of_an_occurrence(
+            words in proptest::collection::vec("(robot|arm|grasp|the|of|\\.)", 0..30)
+        ) {
+            let text = words.join(" ");
+            let mut c = Corpus::new(&[paper("", &text)]);
+            for h in hits(&mut c, "robot arm") {
+                let in_a_row = text.matches("robot arm").count() as f32;
+                let near = h.tf[1] - in_a_row;
+                let fine = if in_a_row > 0.0 { near.abs() < 1e-6 } else { near > 0.0 && near <= 0.5 };
+                proptest::prop_assert!(fine, "{} {:?}", text, h);
+            }
+        }
+    }
+
     #[test]
     fn the_same_phrase_is_compiled_once() {
         let mut c = Corpus::new(&[paper("Video generation", "")]);
