@@ -108,6 +108,10 @@ pub(crate) struct Corpus {
     categories: HashMap<String, Vec<u32>>,
     /// Sparse unit TF-IDF vectors, sorted by term; built on first `like` or feedback.
     vectors: OnceLock<Vec<Vec<(u32, f32)>>>,
+    /// The same vectors by term: (doc, weight) lists, for a voted paper's similarities.
+    by_term: OnceLock<Vec<Vec<(u32, f32)>>>,
+    /// Per candidate: (term, title-weighted count), sorted by term; built on first use.
+    counts: OnceLock<Vec<Vec<(u32, f32)>>>,
 }
 
 impl Corpus {
@@ -210,6 +214,8 @@ impl Corpus {
             surnames,
             categories,
             vectors: OnceLock::new(),
+            by_term: OnceLock::new(),
+            counts: OnceLock::new(),
         }
     }
 
@@ -220,15 +226,26 @@ impl Corpus {
 
     /// A candidate's term frequencies, title occurrences weighted as in `like` vectors,
     /// with the field lengths summed: what pseudo-relevance feedback reads.
-    pub(crate) fn term_counts(&self, doc: u32) -> (HashMap<u32, f64>, f64) {
-        let doc = &self.docs[doc as usize];
-        let mut counts: HashMap<u32, f64> = HashMap::new();
-        for (field, stream) in doc.fields.iter().enumerate() {
-            for &t in stream.iter().filter(|t| **t != BREAK) {
-                *counts.entry(t).or_default() += FIELD_TF[field];
-            }
-        }
-        (counts, FIELD_TF[TITLE] * doc.len[TITLE] + FIELD_TF[ABSTRACT] * doc.len[ABSTRACT])
+    /// Computed once per run on first use and shared by every topic.
+    pub(crate) fn term_counts(&self, doc: u32) -> (&[(u32, f32)], f64) {
+        let counts = self.counts.get_or_init(|| {
+            self.docs
+                .iter()
+                .map(|doc| {
+                    let mut counts: HashMap<u32, f32> = HashMap::new();
+                    for (field, stream) in doc.fields.iter().enumerate() {
+                        for &t in stream.iter().filter(|t| **t != BREAK) {
+                            *counts.entry(t).or_default() += FIELD_TF[field] as f32;
+                        }
+                    }
+                    let mut counts: Vec<(u32, f32)> = counts.into_iter().collect();
+                    counts.sort_unstable_by_key(|(t, _)| *t);
+                    counts
+                })
+                .collect()
+        });
+        let d = &self.docs[doc as usize];
+        (&counts[doc as usize], FIELD_TF[TITLE] * d.len[TITLE] + FIELD_TF[ABSTRACT] * d.len[ABSTRACT])
     }
 
     /// Compiles one term (a learned related word) as a one-word phrase.
@@ -435,11 +452,25 @@ impl Corpus {
 
     /// Cosine similarity between candidate `of` and every candidate, in the same TF-IDF
     /// space: how reader feedback finds a voted paper's neighbours.
+    /// Reads only the candidates sharing a word with it, through the vectors by term.
     pub(crate) fn similarities_to(&self, of: u32) -> Vec<f64> {
         let vectors = self.vectors();
-        let Some(v) = vectors.get(of as usize) else { return vec![0.0; self.docs.len()] };
-        let query: Vec<(u32, f64)> = v.iter().map(|(t, w)| (*t, f64::from(*w))).collect();
-        vectors.iter().map(|d| sparse_dot(&query, d)).collect()
+        let by_term = self.by_term.get_or_init(|| {
+            let mut by_term: Vec<Vec<(u32, f32)>> = vec![Vec::new(); self.postings.len()];
+            for (doc, v) in vectors.iter().enumerate() {
+                for &(t, w) in v {
+                    by_term[t as usize].push((doc as u32, w));
+                }
+            }
+            by_term
+        });
+        let mut sims = vec![0.0; self.docs.len()];
+        for &(t, w) in vectors.get(of as usize).map_or(&[][..], Vec::as_slice) {
+            for &(doc, w2) in &by_term[t as usize] {
+                sims[doc as usize] += f64::from(w) * f64::from(w2);
+            }
+        }
+        sims
     }
 
     fn vectors(&self) -> &Vec<Vec<(u32, f32)>> {

@@ -83,6 +83,8 @@ pub(crate) struct CompiledTopic {
     /// in "test-time scaling"), whose occurrences it does not count again.
     containers: Vec<Vec<usize>>,
     related: Vec<Related>,
+    /// Terms from this index on in `terms` are related terms (they are learned last).
+    related_from: u32,
     exclude: Vec<(String, Option<usize>)>,
     require: Vec<(String, Option<usize>)>,
     /// One list per author, category and liked paper.
@@ -153,6 +155,7 @@ impl CompiledTopic {
             containers: Vec::new(),
             keywords,
             related: Vec::new(),
+            related_from: u32::MAX,
             exclude,
             require,
             lists,
@@ -253,8 +256,8 @@ impl CompiledTopic {
         let mut in_docs: HashMap<u32, usize> = HashMap::new();
         for &(doc, score) in &top {
             let (counts, len) = corpus.term_counts(doc);
-            for (t, c) in counts {
-                *weight.entry(t).or_default() += (c / len.max(1.0)) * (score / total);
+            for &(t, c) in counts {
+                *weight.entry(t).or_default() += (f64::from(c) / len.max(1.0)) * (score / total);
                 *in_docs.entry(t).or_default() += 1;
             }
         }
@@ -280,10 +283,11 @@ impl CompiledTopic {
         learned.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         learned.truncate(tuning::RELATED_TERMS);
         let strongest = learned.first().map_or(1.0, |l| l.1);
+        self.related_from = self.terms.len() as u32;
         for (t, w) in learned {
             let phrase = corpus.term_phrase(t);
             self.related.push(Related { term: self.terms.len() as u32, phrase, weight: w / strongest });
-            self.terms.push(format!("{} (related)", corpus.surface(t)));
+            self.terms.push(corpus.surface(t).to_string());
         }
     }
 
@@ -492,7 +496,7 @@ impl CompiledTopic {
             let mut parts: Vec<(u32, Field, f64, bool)> =
                 contributions.iter().map(|c| (c.term, c.field, c.value, c.alone)).collect();
             parts.sort_by(|a, b| b.2.total_cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
-            let matched = parts.into_iter().map(|m| self.to_match(m)).collect();
+            let matched = self.output(&parts);
             return TopicOutcome::BelowFloor { score, floor: self.floor, matched };
         }
         match self.min_score {
@@ -506,10 +510,40 @@ impl CompiledTopic {
         self.related.iter().map(|r| (self.terms[r.term as usize].clone(), r.weight)).collect()
     }
 
+    /// Matches ready for output, strongest first: each keyword, author, category and
+    /// liked paper on its own, the related terms of a field together as one ("related:
+    /// control, tracking"), which keeps digests short and ranking cheap.
+    fn output(&self, parts: &[(u32, Field, f64, bool)]) -> Vec<Match> {
+        let mut out: Vec<Match> = Vec::with_capacity(parts.len());
+        let mut related: [(String, f64); 2] = Default::default();
+        for &(term, field, value, alone) in parts {
+            if term >= self.related_from {
+                let (names, sum) = &mut related[usize::from(field == Field::Abstract)];
+                let name = &self.terms[term as usize];
+                if !names.split(", ").any(|n| n == name) {
+                    if !names.is_empty() {
+                        names.push_str(", ");
+                    }
+                    names.push_str(name);
+                }
+                *sum += value;
+            } else {
+                out.push(self.to_match((term, field, value, alone)));
+            }
+        }
+        for (field, (names, sum)) in [Field::Title, Field::Abstract].into_iter().zip(related) {
+            if !names.is_empty() {
+                out.push(Match { term: format!("related: {names}"), field, contribution: sum });
+            }
+        }
+        out.sort_by(|a, b| b.contribution.total_cmp(&a.contribution));
+        out
+    }
+
     /// The matches behind a hit, strongest first, ready for output.
     pub(crate) fn matched(&self, hit: &Hit) -> Vec<Match> {
         let range = hit.first as usize..(hit.first + hit.count) as usize;
-        self.matches[range].iter().map(|&m| self.to_match(m)).collect()
+        self.output(&self.matches[range])
     }
 
     fn to_match(&self, (term, field, contribution, alone): (u32, Field, f64, bool)) -> Match {
