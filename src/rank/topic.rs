@@ -317,12 +317,29 @@ impl CompiledTopic {
             let end = i + contributions[i..].iter().take_while(|c| c.doc == doc).count();
             if let TopicOutcome::Matched { score, .. } = self.judge(corpus, doc, &contributions[i..end]) {
                 let first = self.matches.len() as u32;
-                self.matches
-                    .extend(contributions[i..end].iter().map(|c| (c.term, c.field, c.value, c.alone)));
-                // Strongest first, sorted once here rather than for every subscriber.
+                // Related terms summed per field under one synthetic term ("related: a, b"),
+                // strongest first: built once here rather than for every subscriber.
+                let mut related: [(String, f64); 2] = Default::default();
+                for c in &contributions[i..end] {
+                    if c.kind == Kind::Related {
+                        let (names, sum) = &mut related[usize::from(c.field == Field::Abstract)];
+                        names.push_str(if names.is_empty() { "related: " } else { ", " });
+                        names.push_str(&self.terms[c.term as usize]);
+                        *sum += c.value;
+                    } else {
+                        self.matches.push((c.term, c.field, c.value, c.alone));
+                    }
+                }
+                for (field, (names, sum)) in [Field::Title, Field::Abstract].into_iter().zip(related) {
+                    if !names.is_empty() {
+                        self.matches.push((self.terms.len() as u32, field, sum, false));
+                        self.terms.push(names);
+                    }
+                }
                 self.matches[first as usize..]
                     .sort_by(|a, b| b.2.total_cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
-                self.hits.push(Hit { doc, score, first, count: (end - i) as u32 });
+                let count = self.matches.len() as u32 - first;
+                self.hits.push(Hit { doc, score, first, count });
             }
             i = end;
         }
@@ -543,7 +560,7 @@ impl CompiledTopic {
     /// The matches behind a hit, strongest first, ready for output.
     pub(crate) fn matched(&self, hit: &Hit) -> Vec<Match> {
         let range = hit.first as usize..(hit.first + hit.count) as usize;
-        self.output(&self.matches[range])
+        self.matches[range].iter().map(|&m| self.to_match(m)).collect()
     }
 
     fn to_match(&self, (term, field, contribution, alone): (u32, Field, f64, bool)) -> Match {
