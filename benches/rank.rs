@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use paper_digest::config::{Subscriber, Topic};
 use paper_digest::model::{Frequency, Paper, PaperId};
-use paper_digest::rank::Index;
+use paper_digest::rank::{Feedback, Index};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::hint::black_box;
@@ -23,6 +23,8 @@ const SHARED_TOPICS: usize = 300;
 /// The baseline is ~1,000× slower; it is timed on this many subscribers and reported
 /// per subscriber.
 const BASELINE_SUBSCRIBERS: usize = 20;
+/// Subscribers with votes, timed apart: feedback takes the slower, exhaustive path.
+const FEEDBACK_SUBSCRIBERS: usize = 1_000;
 
 /// Words and phrases a researcher following this listing might put in a topic.
 const VOCABULARY: &[&str] = &[
@@ -227,6 +229,26 @@ fn bench(c: &mut Criterion) {
         });
 
         if shared {
+            // Subscribers who voted: 3 "More like this" and 1 "Fewer like this" each,
+            // on candidates. Feedback is resolved per subscriber, so this path is slower.
+            let voters = &subscribers[..FEEDBACK_SUBSCRIBERS];
+            let votes: Vec<Feedback> = (0..FEEDBACK_SUBSCRIBERS)
+                .map(|_| Feedback {
+                    liked: (0..3).map(|_| papers[rng.usize(..papers.len())].id.clone()).collect(),
+                    disliked: vec![papers[rng.usize(..papers.len())].id.clone()],
+                })
+                .collect();
+            group.throughput(Throughput::Elements(FEEDBACK_SUBSCRIBERS as u64));
+            group.bench_function(BenchmarkId::new("rank_with_feedback_1k_subscribers", label), |b| {
+                b.iter(|| {
+                    let mut total = 0;
+                    for (sub, fb) in voters.iter().zip(&votes) {
+                        total += index.rank_with_feedback(black_box(sub), &seen, fb).len();
+                    }
+                    total
+                });
+            });
+
             let texts: Vec<String> =
                 papers.iter().map(|p| format!("{} {}", p.title, p.summary).to_lowercase()).collect();
             let keywords: Vec<Vec<String>> = subscribers[..BASELINE_SUBSCRIBERS]

@@ -1,20 +1,27 @@
 //! Ranking quality, measured: nDCG@10 of the ranker and of a naive substring matcher on
-//! a hand-labelled set (tests/fixtures/eval/: ten topics × 139 real papers, every pair
-//! graded 0/1/2 by reading the abstract). The ranker must beat the baseline on the mean
-//! and on most topics, and must never show a paper a topic's `exclude` drops.
+//! a hand-labelled set (tests/fixtures/eval/: fifteen topics × 139 real papers, every
+//! pair graded 0/1/2 by reading the abstract). Ten topics are the ones the ranker was
+//! tuned on; five (`held_out.txt`) were written and graded before the relevance rules
+//! changed and are never used to pick a constant. Each half is reported and asserted on
+//! its own: mean nDCG@10 of at least 0.93, ahead of the baseline on the mean, and ahead
+//! on at least 80% of all topics. No paper a topic excludes, and no paper without topic
+//! evidence, is ever shown.
 //!
-//! `cargo test --test ranking_eval -- --nocapture` prints the table.
+//! `cargo test --test ranking_eval -- --nocapture` prints both tables.
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use paper_digest::config::{Config, Subscriber, Topic};
 use paper_digest::model::{Paper, PaperId};
-use paper_digest::rank::{Index, TopicOutcome};
+use paper_digest::rank::{Feedback, Index, TopicOutcome};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 const PAPERS: &str = include_str!("fixtures/papers.json");
 const TOPICS: &str = include_str!("fixtures/eval/topics.toml");
 const GRADES: &str = include_str!("fixtures/eval/grades.tsv");
+const HELD_OUT: &str = include_str!("fixtures/eval/held_out.txt");
+/// The target for the mean nDCG@10 of each half.
+const TARGET: f64 = 0.93;
 const K: usize = 10;
 
 #[derive(Deserialize)]
@@ -41,6 +48,7 @@ struct Eval {
     reader: Subscriber,
     recency_weight: f64,
     judgements: BTreeMap<String, Judgements>,
+    held_out: HashSet<String>,
 }
 
 fn now() -> DateTime<Utc> {
@@ -95,6 +103,16 @@ fn load() -> Eval {
     let graded: Vec<&String> = judgements.keys().collect();
     assert_eq!(defined, graded, "topics.toml and grades.tsv name the same topics");
     assert!(judgements.len() >= 6);
+    let held_out: HashSet<String> = HELD_OUT
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    for name in &held_out {
+        assert!(config.topics.contains_key(name), "held_out.txt names {name:?}, which topics.toml lacks");
+    }
+    assert!(held_out.len() >= 5, "at least five held-out topics");
 
     Eval {
         papers,
@@ -102,6 +120,7 @@ fn load() -> Eval {
         reader: config.subscribers[0].clone(),
         recency_weight: config.digest.recency_weight,
         judgements,
+        held_out,
     }
 }
 
@@ -143,40 +162,71 @@ fn reader_of(eval: &Eval, topic: &str, max_papers: usize) -> Subscriber {
     Subscriber { topics: vec![topic.to_string()], max_papers, ..eval.reader.clone() }
 }
 
+/// One topic's line of the table.
+struct Row {
+    name: String,
+    relevant: usize,
+    ours: f64,
+    theirs: f64,
+}
+
+/// Prints one half's table and returns (mean ranker, mean baseline).
+fn print_half(title: &str, rows: &[&Row]) -> (f64, f64) {
+    println!("\n{title}\n");
+    println!("| topic                  | relevant | ranker | substring baseline |");
+    println!("|------------------------|---------:|-------:|-------------------:|");
+    for r in rows {
+        let mark = if r.ours > r.theirs {
+            ""
+        } else if r.ours >= 1.0 - 1e-9 && r.theirs >= 1.0 - 1e-9 {
+            " (both perfect)"
+        } else {
+            " (not ahead)"
+        };
+        println!("| {:<22} | {:>8} | {:>6.3} | {:>18.3} |{mark}", r.name, r.relevant, r.ours, r.theirs);
+    }
+    let n = rows.len().max(1) as f64;
+    let mean_ours = rows.iter().map(|r| r.ours).sum::<f64>() / n;
+    let mean_theirs = rows.iter().map(|r| r.theirs).sum::<f64>() / n;
+    println!("| **mean**               |          | **{mean_ours:.3}** | **{mean_theirs:.3}** |");
+    (mean_ours, mean_theirs)
+}
+
 #[test]
-fn ranker_beats_substring_matching_on_ndcg_at_10() {
+fn ranker_beats_substring_matching_on_ndcg_at_10_on_tuned_and_held_out_topics() {
     let eval = load();
     let index = Index::new(&eval.papers, &eval.topics, &[], now(), eval.recency_weight);
     let none = HashSet::new();
 
-    println!("\nnDCG@{K} over {} papers, grades in tests/fixtures/eval/grades.tsv\n", eval.papers.len());
-    println!("| topic                | relevant | ranker | substring baseline |");
-    println!("|----------------------|---------:|-------:|-------------------:|");
-    let (mut sum_ranker, mut sum_baseline, mut wins) = (0.0, 0.0, 0);
-    for (name, topic) in &eval.topics {
-        let grades = &eval.judgements[name].grade;
-        let ranked: Vec<String> =
-            index.rank(&reader_of(&eval, name, K), &none).iter().map(|r| r.paper.id.0.clone()).collect();
-        let ours = ndcg(&ranked, grades);
-        let theirs = ndcg(&substring_baseline(&eval.papers, topic), grades);
-        let relevant = grades.values().filter(|g| **g > 0).count();
-        println!("| {name:<20} | {relevant:>8} | {ours:>6.3} | {theirs:>18.3} |");
-        sum_ranker += ours;
-        sum_baseline += theirs;
-        if ours > theirs {
-            wins += 1;
-        }
-    }
-    let n = eval.topics.len() as f64;
-    let (mean_ranker, mean_baseline) = (sum_ranker / n, sum_baseline / n);
-    println!("| **mean**             |          | **{mean_ranker:.3}** | **{mean_baseline:.3}** |");
-    println!("\nranker ahead on {wins} of {} topics\n", eval.topics.len());
+    println!("\nnDCG@{K} over {} papers, grades in tests/fixtures/eval/grades.tsv", eval.papers.len());
+    let rows: Vec<Row> = eval
+        .topics
+        .iter()
+        .map(|(name, topic)| {
+            let grades = &eval.judgements[name].grade;
+            let ranked: Vec<String> =
+                index.rank(&reader_of(&eval, name, K), &none).iter().map(|r| r.paper.id.0.clone()).collect();
+            Row {
+                name: name.clone(),
+                relevant: grades.values().filter(|g| **g > 0).count(),
+                ours: ndcg(&ranked, grades),
+                theirs: ndcg(&substring_baseline(&eval.papers, topic), grades),
+            }
+        })
+        .collect();
+    let (tuned, held): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| !eval.held_out.contains(&r.name));
+    let (tuned_ours, tuned_theirs) = print_half("Tuned topics", &tuned);
+    let (held_ours, held_theirs) = print_half("Held-out topics (never used for tuning)", &held);
+    // A tie at a perfect score cannot be beaten; it still counts as not behind.
+    let ahead =
+        rows.iter().filter(|r| r.ours > r.theirs || (r.ours >= 1.0 - 1e-9 && r.theirs >= 1.0 - 1e-9)).count();
+    println!("\nranker ahead (or both perfect) on {ahead} of {} topics\n", rows.len());
 
-    assert!(
-        mean_ranker > mean_baseline,
-        "mean nDCG@{K}: ranker {mean_ranker:.3} vs baseline {mean_baseline:.3}"
-    );
-    assert!(2 * wins > eval.topics.len(), "ranker ahead on only {wins} of {} topics", eval.topics.len());
+    assert!(tuned_ours >= TARGET, "tuned half: mean nDCG@{K} {tuned_ours:.3} < {TARGET}");
+    assert!(held_ours >= TARGET, "held-out half: mean nDCG@{K} {held_ours:.3} < {TARGET}");
+    assert!(tuned_ours > tuned_theirs, "tuned half: ranker {tuned_ours:.3} vs baseline {tuned_theirs:.3}");
+    assert!(held_ours > held_theirs, "held-out half: ranker {held_ours:.3} vs baseline {held_theirs:.3}");
+    assert!(5 * ahead >= 4 * rows.len(), "ranker ahead on only {ahead} of {} topics", rows.len());
 }
 
 #[test]
@@ -201,6 +251,33 @@ fn no_paper_a_topic_excludes_is_ever_ranked() {
 }
 
 #[test]
+fn no_topic_digest_holds_a_paper_without_topic_evidence_however_popular() {
+    // Trending weighted far above any topic score: if anything but topic evidence could
+    // let a paper in, it would show here. Trending may only reorder the same papers.
+    let eval = load();
+    let index = Index::new(&eval.papers, &eval.topics, &[], now(), eval.recency_weight);
+    let none = HashSet::new();
+    for name in eval.topics.keys() {
+        let everything = eval.papers.len();
+        let loud = Subscriber { trending_weight: 1000.0, ..reader_of(&eval, name, everything) };
+        let quiet = Subscriber { trending_weight: 0.0, ..reader_of(&eval, name, everything) };
+        let ranked = index.rank(&loud, &none);
+        assert!(!ranked.is_empty(), "{name} selects something");
+        for r in &ranked {
+            let e = index.explain(&loud, &r.paper.id, &none);
+            let TopicOutcome::Matched { score, floor } = e.topics[0].outcome else { panic!("{e}") };
+            assert!(floor > 0.0 && score >= floor, "{name}: {e}");
+            let evidence: f64 = r.matched.iter().map(|m| m.contribution).sum();
+            assert!((evidence - score).abs() < 1e-6, "{name}: the matches add up to the topic score: {e}");
+        }
+        let ids = |s: &Subscriber| -> HashSet<String> {
+            index.rank(s, &none).iter().map(|r| r.paper.id.0.clone()).collect()
+        };
+        assert_eq!(ids(&loud), ids(&quiet), "{name}: trending changed which papers are in");
+    }
+}
+
+#[test]
 fn every_topic_of_the_labelled_set_ranks_something_relevant_first() {
     // A floor, not a target: guards against a ranker that scores everything alike.
     let eval = load();
@@ -221,7 +298,11 @@ fn print_each_topics_top_10_with_grades_and_reasons() {
     let index = Index::new(&eval.papers, &eval.topics, &[], now(), eval.recency_weight);
     for (name, topic) in &eval.topics {
         let grades = &eval.judgements[name].grade;
-        println!("\n== {name}\n-- ranker");
+        let half = if eval.held_out.contains(name) { "held out" } else { "tuned" };
+        println!("\n== {name} ({half})");
+        let related: Vec<String> =
+            index.related_terms(name).iter().map(|(t, w)| format!("{t} {w:.2}")).collect();
+        println!("related terms: {}\n-- ranker", related.join(", "));
         for r in index.rank(&reader_of(&eval, name, K), &HashSet::new()) {
             let reasons: Vec<String> =
                 r.matched.iter().map(|m| format!("{} @{} +{:.1}", m.term, m.field, m.contribution)).collect();
@@ -234,10 +315,57 @@ fn print_each_topics_top_10_with_grades_and_reasons() {
                 reasons.join(", ")
             );
         }
+        let shown: HashSet<String> = index
+            .rank(&reader_of(&eval, name, K), &HashSet::new())
+            .iter()
+            .map(|r| r.paper.id.0.clone())
+            .collect();
+        println!("-- relevant papers outside the ranker's top {K}");
+        for paper in eval.papers.iter().filter(|p| grades[&p.id.0] > 0 && !shown.contains(&p.id.0)) {
+            let e = index.explain(&reader_of(&eval, name, eval.papers.len()), &paper.id, &HashSet::new());
+            let outcome = e.to_string().lines().last().unwrap_or_default().trim().to_string();
+            println!("  [{}] {} {} | {outcome}", grades[&paper.id.0], paper.id, paper.title);
+        }
         println!("-- substring baseline");
         for id in substring_baseline(&eval.papers, topic).iter().take(K) {
             let title = eval.papers.iter().find(|p| &p.id.0 == id).map_or("", |p| p.title.as_str());
             println!("  [{}] {id} {title}", grades[id]);
         }
+    }
+}
+
+/// The `explain` outputs quoted in docs/ranking.md, one per rule.
+/// `cargo test --test ranking_eval print_the_explanations_in_the_docs -- --ignored --nocapture`
+#[test]
+#[ignore = "prints the examples of docs/ranking.md"]
+fn print_the_explanations_in_the_docs() {
+    let eval = load();
+    let index = Index::new(&eval.papers, &eval.topics, &[], now(), eval.recency_weight);
+    let none = HashSet::new();
+    for (topic, paper) in [
+        ("efficient-attention", "2411.16553"),
+        ("vision-language", "2411.16503"),
+        ("vision-language", "2411.16515"),
+        ("llm-alignment", "2411.16638"),
+        ("llm-alignment", "2411.16596"),
+        ("llm-alignment", "2411.16505"),
+        ("test-time-compute", "2411.16509"),
+        ("distributed-training", "2411.16530"),
+        ("robot-learning", "2411.16544"),
+        ("vision-transformers", "2411.16501"),
+    ] {
+        let sub = reader_of(&eval, topic, K);
+        println!("{}", index.explain(&sub, &PaperId(paper.into()), &none));
+    }
+    for name in ["llm-alignment", "video"] {
+        let related: Vec<String> =
+            index.related_terms(name).iter().map(|(t, w)| format!("{t} {w:.2}")).collect();
+        println!("{name} related terms: {}", related.join(", "));
+    }
+    let sub = reader_of(&eval, "gaussian-splatting", K);
+    let votes =
+        Feedback { liked: vec![PaperId("2411.16580".into())], disliked: vec![PaperId("2411.16632".into())] };
+    for paper in ["2411.16587", "2411.16557", "2411.16632"] {
+        println!("{}", index.explain_with_feedback(&sub, &PaperId(paper.into()), &none, &votes));
     }
 }

@@ -61,21 +61,28 @@ impl Analyzer {
     /// Hyphens and apostrophes join rather than break: "test-time" is the two words
     /// `test`, `time` with nothing between them, "model's" is `model`.
     pub(crate) fn folded_pieces(text: &str, mut emit: impl FnMut(FoldedPiece<'_>)) {
-        let folded = fold(text);
+        // Segmented twice in step, folded and as written: the written form tells an
+        // acronym ("CLIP") from the word ("clipping", "Clip").
+        let written = decompose(text);
+        let folded = written.to_lowercase();
+        let mut written_segments = written.split_word_bounds();
         // The words of the hyphen group being read: "state-of-the-art" is 4 words.
         let mut group: Vec<&str> = Vec::new();
         let mut prev = Prev::Other;
         for segment in folded.split_word_bounds() {
+            let as_written = written_segments.next().unwrap_or(segment);
             if segment.chars().any(char::is_alphanumeric) {
                 if prev != Prev::Hyphen {
                     flush(&mut group, &mut emit);
                 }
+                let mut written_words = split_inner(as_written).into_iter();
                 for (i, w) in split_inner(segment).into_iter().enumerate() {
                     if i > 0 {
                         // An inner "." or ":" ("images.In") separates words, not groups.
                         flush(&mut group, &mut emit);
                     }
-                    emit(FoldedPiece::Word(w));
+                    let caps = written_words.next().is_some_and(is_acronym);
+                    emit(FoldedPiece::Word { word: w, caps });
                     group.push(w);
                 }
                 prev = Prev::Word;
@@ -102,7 +109,7 @@ impl Analyzer {
         let mut out = Vec::new();
         Self::folded_pieces(text, |p| {
             out.push(match p {
-                FoldedPiece::Word(w) => Piece::Word(self.stem(w)),
+                FoldedPiece::Word { word, .. } => Piece::Word(self.stem(word)),
                 FoldedPiece::Joined { word, len } => Piece::Joined { stem: self.stem(word), len },
                 FoldedPiece::Break => Piece::Break,
             });
@@ -120,6 +127,17 @@ impl Analyzer {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The stemmed words of `text`, each with whether it was written as an acronym.
+    pub(crate) fn words_with_caps(&self, text: &str) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        Self::folded_pieces(text, |p| {
+            if let FoldedPiece::Word { word, caps } = p {
+                out.push((self.stem(word), caps));
+            }
+        });
+        out
     }
 
     /// The closed-compound form of a hyphenated keyword ("pre-training" → `pretrain`),
@@ -156,8 +174,15 @@ fn flush(group: &mut Vec<&str>, emit: &mut impl FnMut(FoldedPiece<'_>)) {
 /// A piece before stemming; see [`Piece`].
 #[derive(Debug)]
 pub(crate) enum FoldedPiece<'t> {
-    Word(&'t str),
-    Joined { word: &'t str, len: usize },
+    /// A folded word; `caps` when it was written as an acronym ("CLIP", "VLMs").
+    Word {
+        word: &'t str,
+        caps: bool,
+    },
+    Joined {
+        word: &'t str,
+        len: usize,
+    },
     Break,
 }
 
@@ -169,6 +194,11 @@ pub(crate) enum FoldedPiece<'t> {
 /// "models" (stem `model`) and "hold'em" as "holdem"; UAX #29 would otherwise keep them
 /// as words of their own.
 pub(crate) fn fold(text: &str) -> String {
+    decompose(text).to_lowercase()
+}
+
+/// [`fold`] without the lowercasing: NFKD, combining marks and inner apostrophes dropped.
+fn decompose(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.nfkd().filter(|c| !is_combining_mark(*c)).peekable();
     let mut prev_alnum = false;
@@ -177,9 +207,20 @@ pub(crate) fn fold(text: &str) -> String {
             continue;
         }
         prev_alnum = c.is_alphanumeric();
-        out.extend(c.to_lowercase());
+        out.push(c);
     }
     out
+}
+
+/// Whether a word as written is an acronym: at least two letters, every letter upper
+/// case, a plural "s" aside ("CLIP", "VLMs", "3DGS"; not "Clip", "NeRF", "LoRA", "A").
+pub(crate) fn is_acronym(written: &str) -> bool {
+    let word = written
+        .strip_suffix('s')
+        .filter(|w| w.chars().filter(|c| c.is_alphabetic()).count() >= 2)
+        .unwrap_or(written);
+    let letters = word.chars().filter(|c| c.is_alphabetic()).count();
+    letters >= 2 && word.chars().all(|c| !c.is_alphabetic() || c.is_uppercase())
 }
 
 fn is_hyphen(c: char) -> bool {
@@ -318,6 +359,62 @@ mod tests {
     #[test]
     fn a_missing_space_after_a_full_stop_still_splits_words_but_numbers_stay_whole() {
         assert_eq!(words("images.In 1.5B e.g."), ["imag", "in", "1.5b", "e", "g"]);
+    }
+
+    #[test]
+    fn acronyms_are_all_capitals_with_an_optional_plural_s() {
+        for yes in ["CLIP", "VLMs", "3DGS", "LLM", "RLHF"] {
+            assert!(is_acronym(yes), "{yes}");
+        }
+        for no in ["Clip", "clipping", "NeRF", "LoRA", "A", "s", "ViT", "Ss"] {
+            assert!(!is_acronym(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn pieces_remember_which_words_were_written_as_acronyms() {
+        let mut seen = Vec::new();
+        Analyzer::folded_pieces("CLIP-guided Clipping of VLMs", |p| {
+            if let FoldedPiece::Word { word, caps } = p {
+                seen.push((word.to_string(), caps));
+            }
+        });
+        let expect = [("clip", true), ("guided", false), ("clipping", false), ("of", false), ("vlms", true)];
+        assert_eq!(seen, expect.map(|(w, c)| (w.to_string(), c)));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 300,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Any text, however odd its scripts and punctuation, splits into lower-case
+        /// words; a word marked as an acronym keeps at least two letters.
+        #[test]
+        fn any_text_splits_into_folded_words_and_acronym_marks_need_letters(text in "\\PC{0,80}") {
+            let mut words = Vec::new();
+            Analyzer::folded_pieces(&text, |p| {
+                if let FoldedPiece::Word { word, caps } = p {
+                    words.push((word.to_string(), caps));
+                }
+            });
+            for (word, caps) in words {
+                proptest::prop_assert!(!word.is_empty());
+                proptest::prop_assert_eq!(word.to_lowercase(), word.clone());
+                if caps {
+                    proptest::prop_assert!(word.chars().filter(|c| c.is_alphabetic()).count() >= 2, "{}", word);
+                }
+            }
+        }
+
+        /// Acronym marks never change the words themselves: "CLIP" and "clip" fold alike.
+        #[test]
+        fn case_changes_only_the_acronym_marks(text in "[A-Za-z .,-]{0,60}") {
+            let a = Analyzer::default();
+            proptest::prop_assert_eq!(a.words(&text), a.words(&text.to_uppercase()));
+        }
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! ranking a subscriber never touch the papers' text again.
 
 use super::analyze::{Analyzer, FoldedPiece, Name, fold};
+use super::tuning;
 use crate::model::Paper;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// A phrase break inside a token stream; never a term id.
 pub(crate) const BREAK: u32 = u32::MAX;
@@ -27,6 +29,8 @@ struct Posting {
     /// Stream tokens this occurrence covers: 1 for a word, n for the closed compound of
     /// an n-word hyphen group ("pre-training" also posts `pretrain` spanning 2).
     span: u8,
+    /// Written as an acronym ("CLIP", not "Clipping").
+    caps: bool,
 }
 
 /// A candidate's analyzed text.
@@ -34,15 +38,18 @@ struct Posting {
 pub(crate) struct Doc {
     /// Token streams (term ids, [`BREAK`] between phrases) of title and abstract.
     fields: [Vec<u32>; 2],
+    /// Per stream position: written as an acronym.
+    caps: [Vec<bool>; 2],
     /// Words per field, not counting breaks.
     pub(crate) len: [f64; 2],
 }
 
-/// How often a phrase occurs in one candidate, per field.
+/// How often a phrase occurs in one candidate, per field. A phrase whose words stand
+/// near each other but not in a row counts as a fraction of an occurrence.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct DocTf {
     pub(crate) doc: u32,
-    pub(crate) tf: [u32; 2],
+    pub(crate) tf: [f32; 2],
 }
 
 /// A phrase's occurrences over the candidates, with its inverse document frequency.
@@ -50,14 +57,27 @@ pub(crate) struct DocTf {
 pub(crate) struct PhraseStats {
     /// Sorted by doc.
     pub(crate) hits: Vec<DocTf>,
+    /// The occurrences in a row only (no near ones), sorted by doc.
+    pub(crate) exact: Vec<DocTf>,
     pub(crate) idf: f64,
+    /// The term ids of its words: two keywords sharing a word are not independent
+    /// evidence of a topic.
+    pub(crate) terms: Vec<u32>,
 }
 
 impl PhraseStats {
     pub(crate) fn get(&self, doc: u32) -> Option<&DocTf> {
         self.hits.binary_search_by_key(&doc, |h| h.doc).ok().map(|i| &self.hits[i])
     }
+
+    /// The in-a-row occurrences in `doc`, per field.
+    pub(crate) fn exact_in(&self, doc: u32) -> [f32; 2] {
+        self.exact.binary_search_by_key(&doc, |h| h.doc).ok().map_or([0.0; 2], |i| self.exact[i].tf)
+    }
 }
+
+/// A compiled phrase's identity: its words, its closed form, which words must be acronyms.
+type PhraseKey = (Vec<u32>, Option<u32>, Vec<bool>);
 
 #[derive(Debug)]
 pub(crate) struct Corpus {
@@ -70,15 +90,28 @@ pub(crate) struct Corpus {
     pub(crate) avg_len: [f64; 2],
     /// Keywords as written → phrase, so a keyword many topics share is analyzed once.
     keywords: HashMap<String, Option<usize>>,
-    /// Phrases compiled so far, shared by every topic that uses them.
-    phrase_ids: HashMap<(Vec<u32>, Option<u32>), usize>,
+    /// Phrases compiled so far, shared by every topic that uses them: keyed by words,
+    /// closed form and which words must be acronyms.
+    phrase_ids: HashMap<PhraseKey, usize>,
+    /// By term id: some candidate writes the term as an ordinary word, not an acronym.
+    ordinary: Vec<bool>,
+    /// By term id: the first folded word seen with that stem, for showing a learned term.
+    surface: Vec<String>,
+    /// By term id: candidates using the word (closed compounds of hyphen groups aside).
+    pub(crate) df: Vec<u32>,
+    /// By term id: the word's share of all words of all candidates.
+    pub(crate) collection_p: Vec<f64>,
     pub(crate) phrases: Vec<PhraseStats>,
     /// Folded surname → (doc, parsed author name).
     surnames: HashMap<String, Vec<(u32, Name)>>,
     /// Folded arXiv category → docs, sorted.
     categories: HashMap<String, Vec<u32>>,
-    /// Sparse unit TF-IDF vectors, sorted by term; built on first `like`.
-    vectors: Option<Vec<Vec<(u32, f32)>>>,
+    /// Sparse unit TF-IDF vectors, sorted by term; built on first `like` or feedback.
+    vectors: OnceLock<Vec<Vec<(u32, f32)>>>,
+    /// The same vectors by term: (doc, weight) lists, for a voted paper's similarities.
+    by_term: OnceLock<Vec<Vec<(u32, f32)>>>,
+    /// Per candidate: (term, title-weighted count), sorted by term; built on first use.
+    counts: OnceLock<Vec<Vec<(u32, f32)>>>,
 }
 
 impl Corpus {
@@ -91,43 +124,60 @@ impl Corpus {
         let mut docs = Vec::with_capacity(papers.len());
         let mut surnames: HashMap<String, Vec<(u32, Name)>> = HashMap::new();
         let mut categories: HashMap<String, Vec<u32>> = HashMap::new();
+        let mut ordinary: Vec<bool> = Vec::new();
+        let mut surface: Vec<String> = Vec::new();
 
         for (d, paper) in papers.iter().enumerate() {
             let doc = d as u32;
             let mut fields: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
+            let mut caps_of: [Vec<bool>; 2] = [Vec::new(), Vec::new()];
             let mut len = [0.0; 2];
             for (field, text) in [(TITLE, &paper.title), (ABSTRACT, &paper.summary)] {
                 let stream = &mut fields[field];
+                let stream_caps = &mut caps_of[field];
                 Analyzer::folded_pieces(text, |piece| match piece {
-                    FoldedPiece::Word(w) => {
-                        let id = intern(&analyzer, &mut memo, &mut vocab, &mut postings, w);
+                    FoldedPiece::Word { word, caps } => {
+                        let id = intern(&analyzer, &mut memo, &mut vocab, &mut postings, word);
+                        if id as usize == ordinary.len() {
+                            ordinary.push(false);
+                            surface.push(word.to_string());
+                        }
+                        ordinary[id as usize] |= !caps;
                         postings[id as usize].push(Posting {
                             doc,
                             field: field as u8,
                             pos: stream.len() as u32,
                             span: 1,
+                            caps,
                         });
                         stream.push(id);
+                        stream_caps.push(caps);
                         len[field] += 1.0;
                     }
                     FoldedPiece::Joined { word, len: words } => {
                         let id = intern(&analyzer, &mut memo, &mut vocab, &mut postings, word);
+                        if id as usize == ordinary.len() {
+                            ordinary.push(false);
+                            surface.push(word.to_string());
+                        }
                         let span = words.min(usize::from(u8::MAX));
                         postings[id as usize].push(Posting {
                             doc,
                             field: field as u8,
                             pos: (stream.len() - words) as u32,
                             span: span as u8,
+                            caps: false,
                         });
                     }
                     FoldedPiece::Break => {
                         if stream.last().is_some_and(|t| *t != BREAK) {
                             stream.push(BREAK);
+                            stream_caps.push(false);
                         }
                     }
                 });
             }
-            docs.push(Doc { fields, len });
+            docs.push(Doc { fields, caps: caps_of, len });
 
             for author in &paper.authors {
                 if let Some(name) = Name::parse(author) {
@@ -147,19 +197,75 @@ impl Corpus {
             docs.iter().map(|d| d.len[TITLE]).sum::<f64>() / n,
             docs.iter().map(|d| d.len[ABSTRACT]).sum::<f64>() / n,
         ];
+        let (df, collection_p) = frequencies(&postings, &docs);
         Corpus {
             analyzer,
             vocab,
             docs,
             postings,
+            collection_p,
             avg_len,
             keywords: HashMap::new(),
             phrase_ids: HashMap::new(),
             phrases: Vec::new(),
+            ordinary,
+            surface,
+            df,
             surnames,
             categories,
-            vectors: None,
+            vectors: OnceLock::new(),
+            by_term: OnceLock::new(),
+            counts: OnceLock::new(),
         }
+    }
+
+    /// The word a term id stands for, as first written by a candidate (folded).
+    pub(crate) fn surface(&self, term: u32) -> &str {
+        self.surface.get(term as usize).map_or("", String::as_str)
+    }
+
+    /// A candidate's term frequencies, title occurrences weighted as in `like` vectors,
+    /// with the field lengths summed: what pseudo-relevance feedback reads.
+    /// Computed once per run on first use and shared by every topic.
+    pub(crate) fn term_counts(&self, doc: u32) -> (&[(u32, f32)], f64) {
+        let counts = self.counts.get_or_init(|| {
+            self.docs
+                .iter()
+                .map(|doc| {
+                    let mut counts: HashMap<u32, f32> = HashMap::new();
+                    for (field, stream) in doc.fields.iter().enumerate() {
+                        for &t in stream.iter().filter(|t| **t != BREAK) {
+                            *counts.entry(t).or_default() += FIELD_TF[field] as f32;
+                        }
+                    }
+                    let mut counts: Vec<(u32, f32)> = counts.into_iter().collect();
+                    counts.sort_unstable_by_key(|(t, _)| *t);
+                    counts
+                })
+                .collect()
+        });
+        let d = &self.docs[doc as usize];
+        (&counts[doc as usize], FIELD_TF[TITLE] * d.len[TITLE] + FIELD_TF[ABSTRACT] * d.len[ABSTRACT])
+    }
+
+    /// Compiles one term (a learned related word) as a one-word phrase.
+    pub(crate) fn term_phrase(&mut self, term: u32) -> usize {
+        let key = (vec![term], None, vec![false]);
+        if let Some(&id) = self.phrase_ids.get(&key) {
+            return id;
+        }
+        let hits = self.occurrences(&key.0, true, &key.2);
+        self.push_phrase(key, hits.clone(), hits)
+    }
+
+    fn push_phrase(&mut self, key: PhraseKey, hits: Vec<DocTf>, exact: Vec<DocTf>) -> usize {
+        let n = self.docs.len() as f64;
+        let df = hits.len() as f64;
+        let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+        let id = self.phrases.len();
+        self.phrases.push(PhraseStats { hits, exact, idf, terms: key.0.clone() });
+        self.phrase_ids.insert(key, id);
+        id
     }
 
     /// Compiles a keyword (a word or a phrase) into its occurrences over the candidates,
@@ -175,41 +281,45 @@ impl Corpus {
     }
 
     fn compile_phrase(&mut self, keyword: &str) -> Option<usize> {
-        let words: Vec<u32> = self
-            .analyzer
-            .words(keyword)
-            .iter()
-            .map(|w| self.vocab.get(w.as_str()).copied().unwrap_or(UNKNOWN))
-            .collect();
+        let written = self.analyzer.words_with_caps(keyword);
+        let words: Vec<u32> =
+            written.iter().map(|(w, _)| self.vocab.get(w.as_str()).copied().unwrap_or(UNKNOWN)).collect();
         if words.is_empty() {
             return None;
         }
+        // An acronym that the candidates also use as an ordinary word ("CLIP" and
+        // "Clipping") matches only where it is written as an acronym.
+        let caps: Vec<bool> = written
+            .iter()
+            .zip(&words)
+            .map(|((_, caps), &t)| *caps && self.ordinary.get(t as usize).copied().unwrap_or(false))
+            .collect();
         // "pre-training" should also find "pretraining" written closed.
         let closed = match self.analyzer.closed_compound(keyword) {
             Some(stem) if words.len() > 1 => Some(self.vocab.get(stem.as_str()).copied().unwrap_or(UNKNOWN)),
             _ => None,
         };
-        let key = (words, closed);
+        let key = (words, closed, caps);
         if let Some(&id) = self.phrase_ids.get(&key) {
             return Some(id);
         }
-        let mut hits = self.occurrences(&key.0, true);
+        let mut hits = self.occurrences(&key.0, true, &key.2);
         if let Some(closed) = closed {
             // Only real closed words here: the closed forms posted for hyphen groups are
             // the very occurrences the split phrase already counted.
-            merge(&mut hits, self.occurrences(&[closed], false));
+            merge(&mut hits, self.occurrences(&[closed], false, &[false]));
         }
-        let n = self.docs.len() as f64;
-        let df = hits.len() as f64;
-        let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
-        let id = self.phrases.len();
-        self.phrases.push(PhraseStats { hits, idf });
-        self.phrase_ids.insert(key, id);
-        Some(id)
+        let exact = hits.clone();
+        if key.0.len() > 1 {
+            let near = self.near(&key.0, &key.2, &hits);
+            merge(&mut hits, near);
+        }
+        Some(self.push_phrase(key, hits, exact))
     }
 
-    /// Where the consecutive terms `words` occur, per doc and field.
-    fn occurrences(&self, words: &[u32], with_joined: bool) -> Vec<DocTf> {
+    /// Where the consecutive terms `words` occur, per doc and field; `caps[i]` demands
+    /// that word `i` be written as an acronym.
+    fn occurrences(&self, words: &[u32], with_joined: bool, caps: &[bool]) -> Vec<DocTf> {
         let Some((&first, rest)) = words.split_first() else { return Vec::new() };
         let Some(list) = self.postings.get(first as usize) else { return Vec::new() };
         let mut out: Vec<DocTf> = Vec::new();
@@ -217,17 +327,66 @@ impl Corpus {
             if p.span > 1 && !with_joined {
                 continue;
             }
-            let stream = &self.docs[p.doc as usize].fields[usize::from(p.field)];
+            if caps.first().copied().unwrap_or(false) && !p.caps {
+                continue;
+            }
+            let doc = &self.docs[p.doc as usize];
+            let stream = &doc.fields[usize::from(p.field)];
             let after = p.pos as usize + usize::from(p.span);
-            let follows = stream.get(after..after + rest.len()).is_some_and(|s| s == rest);
+            let follows = stream.get(after..after + rest.len()).is_some_and(|s| s == rest)
+                && caps.iter().skip(1).enumerate().all(|(j, need)| {
+                    !*need || doc.caps[usize::from(p.field)].get(after + j).copied().unwrap_or(false)
+                });
             if !follows {
                 continue;
             }
             match out.last_mut() {
-                Some(last) if last.doc == p.doc => last.tf[usize::from(p.field)] += 1,
+                Some(last) if last.doc == p.doc => last.tf[usize::from(p.field)] += 1.0,
                 _ => {
-                    let mut tf = [0; 2];
-                    tf[usize::from(p.field)] = 1;
+                    let mut tf = [0.0; 2];
+                    tf[usize::from(p.field)] = 1.0;
+                    out.push(DocTf { doc: p.doc, tf });
+                }
+            }
+        }
+        out
+    }
+
+    /// Fields where a phrase's words all occur close together but never in a row:
+    /// "manipulation skills of a robot" for "robot manipulation". Each such field counts
+    /// [`tuning::PROXIMITY_WEIGHT`] × (phrase length / tightest window) of an occurrence,
+    /// when that window spans at most [`tuning::PROXIMITY_WINDOW`] tokens.
+    fn near(&self, words: &[u32], caps: &[bool], exact: &[DocTf]) -> Vec<DocTf> {
+        if words.contains(&UNKNOWN) {
+            return Vec::new();
+        }
+        let Some(list) = self.postings.get(words[0] as usize) else { return Vec::new() };
+        let mut out: Vec<DocTf> = Vec::new();
+        let mut last: Option<(u32, u8)> = None;
+        for p in list.iter().filter(|p| p.span == 1) {
+            if last == Some((p.doc, p.field)) {
+                continue;
+            }
+            last = Some((p.doc, p.field));
+            let field = usize::from(p.field);
+            let has_exact =
+                exact.binary_search_by_key(&p.doc, |h| h.doc).is_ok_and(|i| exact[i].tf[field] > 0.0);
+            if has_exact {
+                continue;
+            }
+            let doc = &self.docs[p.doc as usize];
+            let Some(window) = tightest_window(&doc.fields[field], &doc.caps[field], words, caps) else {
+                continue;
+            };
+            if window > tuning::PROXIMITY_WINDOW {
+                continue;
+            }
+            let part = (tuning::PROXIMITY_WEIGHT * words.len() as f64 / window as f64) as f32;
+            match out.last_mut() {
+                Some(l) if l.doc == p.doc => l.tf[field] += part,
+                _ => {
+                    let mut tf = [0.0; 2];
+                    tf[field] = part;
                     out.push(DocTf { doc: p.doc, tf });
                 }
             }
@@ -270,10 +429,7 @@ impl Corpus {
     /// Cosine similarity, in TF-IDF space over the candidates, between `liked` and every
     /// candidate. Terms the candidates never use carry no weight: they cannot make two
     /// candidates differ.
-    pub(crate) fn similarities(&mut self, liked: &Paper) -> Vec<f64> {
-        if self.vectors.is_none() {
-            self.vectors = Some(self.doc_vectors());
-        }
+    pub(crate) fn similarities(&self, liked: &Paper) -> Vec<f64> {
         let mut counts: HashMap<u32, f64> = HashMap::new();
         for (field, text) in [(TITLE, &liked.title), (ABSTRACT, &liked.summary)] {
             for word in self.analyzer.words(text) {
@@ -286,7 +442,7 @@ impl Corpus {
         let mut query: Vec<(u32, f64)> =
             counts.into_iter().map(|(t, c)| (t, (1.0 + c.ln()) * idf[t as usize])).collect();
         let norm = query.iter().map(|(_, w)| w * w).sum::<f64>().sqrt();
-        let Some(vectors) = &self.vectors else { return vec![0.0; self.docs.len()] };
+        let vectors = self.vectors();
         if norm == 0.0 {
             return vec![0.0; self.docs.len()];
         }
@@ -294,24 +450,38 @@ impl Corpus {
         vectors.iter().map(|v| sparse_dot(&query, v) / norm).collect()
     }
 
+    /// Cosine similarity between candidate `of` and every candidate, in the same TF-IDF
+    /// space: how reader feedback finds a voted paper's neighbours.
+    /// Reads only the candidates sharing a word with it, through the vectors by term.
+    pub(crate) fn similarities_to(&self, of: u32) -> Vec<f64> {
+        let vectors = self.vectors();
+        let by_term = self.by_term.get_or_init(|| {
+            let mut by_term: Vec<Vec<(u32, f32)>> = vec![Vec::new(); self.postings.len()];
+            for (doc, v) in vectors.iter().enumerate() {
+                for &(t, w) in v {
+                    by_term[t as usize].push((doc as u32, w));
+                }
+            }
+            by_term
+        });
+        let mut sims = vec![0.0; self.docs.len()];
+        for &(t, w) in vectors.get(of as usize).map_or(&[][..], Vec::as_slice) {
+            for &(doc, w2) in &by_term[t as usize] {
+                sims[doc as usize] += f64::from(w) * f64::from(w2);
+            }
+        }
+        sims
+    }
+
+    fn vectors(&self) -> &Vec<Vec<(u32, f32)>> {
+        self.vectors.get_or_init(|| self.doc_vectors())
+    }
+
     /// `ln((N + 1) / (df + 1))`: zero for a word every candidate uses, so function words
     /// drop out of `like` similarity without a stop-word list.
     fn term_idf(&self) -> Vec<f64> {
         let n = self.docs.len() as f64;
-        self.postings
-            .iter()
-            .map(|list| {
-                let mut df = 0.0;
-                let mut last = None;
-                for p in list.iter().filter(|p| p.span == 1) {
-                    if last != Some(p.doc) {
-                        df += 1.0;
-                        last = Some(p.doc);
-                    }
-                }
-                ((n + 1.0) / (df + 1.0)).ln()
-            })
-            .collect()
+        self.df.iter().map(|&df| ((n + 1.0) / (f64::from(df) + 1.0)).ln()).collect()
     }
 
     fn doc_vectors(&self) -> Vec<Vec<(u32, f32)>> {
@@ -340,6 +510,52 @@ impl Corpus {
 
 /// A title word counts twice in `like` vectors: titles say what a paper is about.
 const FIELD_TF: [f64; 2] = [2.0, 1.0];
+
+/// By term: the candidates using it, and its share of all the candidates' words.
+fn frequencies(postings: &[Vec<Posting>], docs: &[Doc]) -> (Vec<u32>, Vec<f64>) {
+    let words: f64 = docs.iter().map(|d| d.len[TITLE] + d.len[ABSTRACT]).sum::<f64>().max(1.0);
+    postings
+        .iter()
+        .map(|list| {
+            let (mut df, mut cf, mut last) = (0, 0.0, None);
+            for p in list.iter().filter(|p| p.span == 1) {
+                cf += 1.0;
+                if last != Some(p.doc) {
+                    df += 1;
+                    last = Some(p.doc);
+                }
+            }
+            (df, cf / words)
+        })
+        .unzip()
+}
+
+/// The fewest stream tokens covering one occurrence of every word of `words` (each
+/// written as an acronym where `caps` says so), or `None` when some word is missing.
+fn tightest_window(stream: &[u32], stream_caps: &[bool], words: &[u32], caps: &[bool]) -> Option<usize> {
+    let wanted = |pos: usize, term: u32| {
+        words.iter().enumerate().position(|(i, &w)| {
+            term == w
+                && (!caps.get(i).copied().unwrap_or(false) || stream_caps.get(pos).copied().unwrap_or(false))
+        })
+    };
+    let mut last_seen: Vec<Option<usize>> = vec![None; words.len()];
+    let mut best: Option<usize> = None;
+    for (pos, &term) in stream.iter().enumerate() {
+        if term == BREAK {
+            // Nearness stops at punctuation: "test. Time" is not about test time.
+            last_seen.fill(None);
+            continue;
+        }
+        let Some(i) = wanted(pos, term) else { continue };
+        last_seen[i] = Some(pos);
+        if let Some(earliest) = last_seen.iter().try_fold(usize::MAX, |m, seen| seen.map(|p| m.min(p))) {
+            let window = pos - earliest + 1;
+            best = Some(best.map_or(window, |b| b.min(window)));
+        }
+    }
+    best
+}
 
 fn sparse_dot(query: &[(u32, f64)], doc: &[(u32, f32)]) -> f64 {
     let (mut i, mut j, mut sum) = (0, 0, 0.0);
@@ -428,7 +644,15 @@ mod tests {
         ];
         let mut c = Corpus::new(&papers);
         let h = hits(&mut c, "test-time");
-        assert_eq!(h, [DocTf { doc: 0, tf: [1, 0] }, DocTf { doc: 1, tf: [0, 2] }]);
+        // "time for a test" has both words within a few tokens: a quarter of an occurrence.
+        assert_eq!(
+            h,
+            [
+                DocTf { doc: 0, tf: [1.0, 0.0] },
+                DocTf { doc: 1, tf: [0.0, 2.0] },
+                DocTf { doc: 2, tf: [0.0, 0.25] }
+            ]
+        );
         assert_eq!(hits(&mut c, "test time"), h);
     }
 
@@ -436,9 +660,63 @@ mod tests {
     fn closed_and_hyphenated_compounds_find_each_other_without_double_counting() {
         let papers = [paper("Pre-training at scale", ""), paper("Pretraining at scale", "")];
         let mut c = Corpus::new(&papers);
-        let both = [DocTf { doc: 0, tf: [1, 0] }, DocTf { doc: 1, tf: [1, 0] }];
+        let both = [DocTf { doc: 0, tf: [1.0, 0.0] }, DocTf { doc: 1, tf: [1.0, 0.0] }];
         assert_eq!(hits(&mut c, "pretraining"), both);
         assert_eq!(hits(&mut c, "pre-training"), both);
+    }
+
+    #[test]
+    fn an_acronym_that_is_also_a_word_matches_only_as_an_acronym() {
+        let papers = [
+            paper("CLIP-guided enhancement", ""),
+            paper("Reward clipping", "we clip rewards"),
+            paper("VLMs at scale", ""),
+        ];
+        let mut c = Corpus::new(&papers);
+        assert_eq!(hits(&mut c, "CLIP"), [DocTf { doc: 0, tf: [1.0, 0.0] }]);
+        // Written in lower case, the keyword means the word, in every form.
+        assert_eq!(hits(&mut c, "clip").len(), 2);
+        // No candidate writes "vlm" as a word, so the acronym keyword is not case-bound.
+        assert_eq!(hits(&mut c, "vlm"), hits(&mut c, "VLM"));
+    }
+
+    #[test]
+    fn a_phrase_whose_words_stand_apart_counts_less_the_farther_apart_they_are() {
+        let papers = [
+            paper("", "robotic manipulation"),
+            paper("", "manipulation skills of a robotic arm"),
+            paper("", "robotic systems that learn from many hours of data before manipulation"),
+            paper("", "robotic. manipulation"),
+        ];
+        let mut c = Corpus::new(&papers);
+        let h = hits(&mut c, "robotic manipulation");
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert!((h[0].tf[1] - 1.0).abs() < 1e-6);
+        assert!(h[1].doc == 1 && h[1].tf[1] > 0.0 && h[1].tf[1] < 0.5, "{h:?}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 200,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// A phrase counts at most one occurrence per field for words near each other, and
+        /// never more than half of one; in a row it counts whole occurrences.
+        #[test]
+        fn near_phrases_count_a_fraction_of_an_occurrence(
+            words in proptest::collection::vec("(robot|arm|grasp|the|of|\\.)", 0..30)
+        ) {
+            let text = words.join(" ");
+            let mut c = Corpus::new(&[paper("", &text)]);
+            for h in hits(&mut c, "robot arm") {
+                let in_a_row = text.matches("robot arm").count() as f32;
+                let near = h.tf[1] - in_a_row;
+                let fine = if in_a_row > 0.0 { near.abs() < 1e-6 } else { near > 0.0 && near <= 0.5 };
+                proptest::prop_assert!(fine, "{} {:?}", text, h);
+            }
+        }
     }
 
     #[test]
@@ -464,7 +742,7 @@ mod tests {
             paper("Reward models for reasoning", "math reasoning with process reward models"),
             paper("A survey", "we survey many things"),
         ];
-        let mut c = Corpus::new(&papers);
+        let c = Corpus::new(&papers);
         let liked = paper("Splatting gaussians", "real-time radiance field rendering");
         let sims = c.similarities(&liked);
         assert!(sims[0] > 0.3, "{sims:?}");

@@ -29,6 +29,8 @@ pub enum Verdict {
     NotCandidate,
     /// Already sent to this subscriber.
     AlreadySeen,
+    /// The subscriber voted "Fewer like this" on it.
+    Disliked,
     /// No followed topic selected it; [`Explanation::topics`] says why, topic by topic.
     NoTopicMatched,
     /// Selected, but its total score is under the subscriber's `min_score`.
@@ -62,8 +64,11 @@ pub struct TopicVerdict {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum TopicOutcome {
-    /// The topic selects the paper with this (weighted) score.
-    Matched { score: f64 },
+    /// The topic selects the paper with this (weighted) score, at least the topic's floor.
+    Matched { score: f64, floor: f64 },
+    /// Some topic evidence, but less than the topic's floor for the day: a fraction of
+    /// what its best matches score (docs/ranking.md, "Relevance first").
+    BelowFloor { score: f64, floor: f64, matched: Vec<Match> },
     /// An `exclude` term occurs in the title or abstract.
     Excluded { term: String },
     /// The topic has `require` terms and none occurs.
@@ -86,7 +91,7 @@ impl fmt::Display for Explanation {
             Verdict::Ranked { rank, of, score, topic, matched } => {
                 writeln!(f, "ranked #{rank} of {of} with score {}", ScoreLine(score, topic.as_deref()))?;
                 for m in matched {
-                    writeln!(f, "  matched {} in {} (+{:.2})", m.term, m.field, m.contribution)?;
+                    writeln!(f, "  matched {} in {} ({:+.2})", m.term, m.field, m.contribution)?;
                 }
             }
             Verdict::NotCandidate => {
@@ -96,6 +101,7 @@ impl fmt::Display for Explanation {
                 )?;
             }
             Verdict::AlreadySeen => writeln!(f, "left out: already sent to this subscriber")?,
+            Verdict::Disliked => writeln!(f, "left out: the subscriber voted \"Fewer like this\" on it")?,
             Verdict::NoTopicMatched => match self.topics.as_slice() {
                 [only] => writeln!(f, "left out: {}", OutcomeLine(&only.outcome, Some(&only.topic)))?,
                 _ => writeln!(f, "left out: none of the subscriber's topics selected it")?,
@@ -145,7 +151,24 @@ impl fmt::Display for OutcomeLine<'_> {
             None => Ok(()),
         };
         match self.0 {
-            TopicOutcome::Matched { score } => write!(f, "matched with topic score {score:.2}"),
+            TopicOutcome::Matched { score, floor } => {
+                write!(f, "matched with topic score {score:.2} (the topic's floor today: {floor:.2})")
+            }
+            TopicOutcome::BelowFloor { score, floor, matched } => {
+                write!(
+                    f,
+                    "too little topic evidence: topic score {score:.2} is below the topic's floor {floor:.2}"
+                )?;
+                of(f)?;
+                let parts: Vec<String> = matched
+                    .iter()
+                    .map(|m| format!("{} in {} ({:+.2})", m.term, m.field, m.contribution))
+                    .collect();
+                if !parts.is_empty() {
+                    write!(f, " (matched {})", parts.join(", "))?;
+                }
+                Ok(())
+            }
             TopicOutcome::Excluded { term } => {
                 write!(f, "excluded by term \"{term}\"")?;
                 of(f)

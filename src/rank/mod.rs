@@ -9,9 +9,15 @@
 //!
 //! A paper's score for a subscriber is
 //! `best topic score + trending_weight × trending + recency_weight × recency`, where a
-//! topic score sums BM25F keyword matches (title boosted), followed authors, arXiv
-//! categories and TF-IDF similarity to liked papers, times the topic's weight. See
-//! docs/ranking.md for the full rules and [`tuning`] for the constants.
+//! topic score sums BM25F keyword matches (title boosted, acronyms that are also words
+//! matched as acronyms, phrases also by proximity, ambiguous keywords discounted when
+//! alone), related terms learned from the topic's best papers, followed authors, arXiv
+//! categories and TF-IDF similarity to liked papers, times the topic's weight. Only
+//! papers whose topic score reaches the topic's floor for the day enter, so trending and
+//! recency reorder relevant papers and never make one relevant. [`Feedback`] (a
+//! subscriber's "more like this" / "fewer like this" votes) moves topic scores toward
+//! the liked papers' neighbours and away from the disliked ones'. See docs/ranking.md
+//! for the full rules and [`tuning`] for the constants.
 
 mod analyze;
 mod corpus;
@@ -51,6 +57,38 @@ pub struct Index<'a> {
     /// subscriber without topics.
     by_upvotes: Vec<u32>,
 }
+
+/// A subscriber's votes on papers: "More like this" and "Fewer like this". Votes on
+/// papers that are not among the run's candidates are ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Feedback {
+    pub liked: Vec<PaperId>,
+    pub disliked: Vec<PaperId>,
+}
+
+impl Feedback {
+    pub fn is_empty(&self) -> bool {
+        self.liked.is_empty() && self.disliked.is_empty()
+    }
+}
+
+/// Feedback resolved against the candidates: what it adds to each candidate's topic
+/// scores (Rocchio: the topic vector moves toward the mean of the liked papers and away
+/// from the mean of the disliked ones, which shifts a candidate's score by its mean
+/// similarity to each side), with the votes behind each shift for explaining it.
+#[derive(Debug, Default)]
+struct Votes {
+    /// By candidate; zero for those near no voted paper.
+    shift: Vec<f64>,
+    /// By candidate: (voted candidate, liked, what that vote adds).
+    because: HashMap<u32, Vec<(u32, bool, f64)>>,
+    disliked: HashSet<u32>,
+    /// Candidates the subscriber liked, to find the topic their neighbours join.
+    liked: Vec<u32>,
+}
+
+/// No hit of a topic: a paper that entered through feedback alone.
+const NO_HIT: usize = usize::MAX;
 
 /// A candidate's score for one subscriber, before it becomes a [`Ranked`].
 #[derive(Debug, Clone, Copy)]
@@ -129,9 +167,36 @@ impl<'a> Index<'a> {
     }
 
     /// The subscriber's best unseen papers, best first, at most `max_papers`, none
-    /// scoring under `min_score`.
+    /// scoring under `min_score`: [`Index::rank_with_feedback`] without votes.
     pub fn rank(&self, sub: &Subscriber, seen: &HashSet<PaperId>) -> Vec<Ranked<'a>> {
-        let unseen = |doc: u32| !seen.contains(&self.candidates[doc as usize].id);
+        self.rank_with_feedback(sub, seen, &Feedback::default())
+    }
+
+    /// The subscriber's best unseen papers given their votes: neighbours of liked papers
+    /// move up (and may enter a topic with no keyword), neighbours of disliked ones move
+    /// down (and out, below the topic's floor), and disliked papers are never shown.
+    pub fn rank_with_feedback(
+        &self,
+        sub: &Subscriber,
+        seen: &HashSet<PaperId>,
+        feedback: &Feedback,
+    ) -> Vec<Ranked<'a>> {
+        let votes = self.votes(feedback);
+        let unseen = |doc: u32| {
+            !seen.contains(&self.candidates[doc as usize].id)
+                && votes.as_ref().is_none_or(|v| !v.disliked.contains(&doc))
+        };
+        if let Some(votes) = &votes
+            && !sub.topics.is_empty()
+        {
+            let mut scored = self.score(sub, Some(votes));
+            scored.retain(|s| s.total >= sub.min_score);
+            return self
+                .best(scored, sub.max_papers, unseen)
+                .iter()
+                .map(|s| self.ranked(s, Some(votes)))
+                .collect();
+        }
         if sub.topics.is_empty() {
             return self
                 .by_upvotes
@@ -146,7 +211,45 @@ impl<'a> Index<'a> {
                 })
                 .collect();
         }
-        self.top(sub, unseen).iter().map(|s| self.ranked(s)).collect()
+        self.top(sub, unseen).iter().map(|s| self.ranked(s, None)).collect()
+    }
+
+    /// Resolves votes to candidates and computes their effect; `None` when no vote names
+    /// a candidate.
+    fn votes(&self, feedback: &Feedback) -> Option<Votes> {
+        let resolve = |ids: &[PaperId]| -> Vec<u32> {
+            let mut docs: Vec<u32> = ids.iter().filter_map(|id| self.by_id.get(id).copied()).collect();
+            docs.sort_unstable();
+            docs.dedup();
+            docs
+        };
+        let (liked, disliked) = (resolve(&feedback.liked), resolve(&feedback.disliked));
+        if liked.is_empty() && disliked.is_empty() {
+            return None;
+        }
+        let mut votes = Votes {
+            shift: vec![0.0; self.candidates.len()],
+            because: HashMap::new(),
+            disliked: disliked.iter().copied().collect(),
+            liked: liked.clone(),
+        };
+        for (side, is_like, scale) in
+            [(&liked, true, tuning::FEEDBACK_LIKE_SCORE), (&disliked, false, -tuning::FEEDBACK_DISLIKE_SCORE)]
+        {
+            for &voted in side {
+                let sims = self.corpus.similarities_to(voted);
+                for (doc, sim) in sims.into_iter().enumerate() {
+                    // Only neighbours move: unrelated papers share a few common words.
+                    if sim < tuning::LIKE_MIN_SIMILARITY || doc as u32 == voted {
+                        continue;
+                    }
+                    let value = scale * sim / side.len() as f64;
+                    votes.shift[doc] += value;
+                    votes.because.entry(doc as u32).or_default().push((voted, is_like, value));
+                }
+            }
+        }
+        Some(votes)
     }
 
     /// What [`Index::score`] followed by [`Index::best`] would pick, reading each topic's
@@ -199,6 +302,18 @@ impl<'a> Index<'a> {
     /// Why `id` ranked where it did for `sub`, or why it was left out. Agrees with
     /// [`Index::rank`] called with the same arguments.
     pub fn explain(&self, sub: &Subscriber, id: &PaperId, seen: &HashSet<PaperId>) -> Explanation {
+        self.explain_with_feedback(sub, id, seen, &Feedback::default())
+    }
+
+    /// [`Index::explain`] given the subscriber's votes: agrees with
+    /// [`Index::rank_with_feedback`], and lists each vote's effect among the matches.
+    pub fn explain_with_feedback(
+        &self,
+        sub: &Subscriber,
+        id: &PaperId,
+        seen: &HashSet<PaperId>,
+        feedback: &Feedback,
+    ) -> Explanation {
         let mut explanation = Explanation {
             paper: id.clone(),
             title: None,
@@ -219,15 +334,21 @@ impl<'a> Index<'a> {
                 },
             })
             .collect();
-        explanation.verdict = self.verdict(sub, doc, seen);
+        let votes = self.votes(feedback);
+        explanation.verdict = self.verdict(sub, doc, seen, votes.as_ref());
         explanation
     }
 
-    fn verdict(&self, sub: &Subscriber, doc: u32, seen: &HashSet<PaperId>) -> Verdict {
+    fn verdict(&self, sub: &Subscriber, doc: u32, seen: &HashSet<PaperId>, votes: Option<&Votes>) -> Verdict {
         if seen.contains(&self.candidates[doc as usize].id) {
             return Verdict::AlreadySeen;
         }
-        let unseen = |d: u32| !seen.contains(&self.candidates[d as usize].id);
+        if votes.is_some_and(|v| v.disliked.contains(&doc)) {
+            return Verdict::Disliked;
+        }
+        let unseen = |d: u32| {
+            !seen.contains(&self.candidates[d as usize].id) && votes.is_none_or(|v| !v.disliked.contains(&d))
+        };
         // The subscriber's whole ordering, as `rank` would produce it without the cap.
         let (order, score, topic, matched): (Vec<u32>, Score, Option<String>, Vec<_>) =
             if sub.topics.is_empty() {
@@ -244,7 +365,7 @@ impl<'a> Index<'a> {
                     .collect();
                 (order, score, None, Vec::new())
             } else {
-                let scored = self.score(sub);
+                let scored = self.score(sub, votes);
                 let Some(mine) = scored.iter().find(|s| s.doc == doc).copied() else {
                     return Verdict::NoTopicMatched;
                 };
@@ -260,7 +381,7 @@ impl<'a> Index<'a> {
                 }
                 let eligible: Vec<Scored> = scored.into_iter().filter(|s| s.total >= sub.min_score).collect();
                 let order = self.best(eligible, usize::MAX, unseen).iter().map(|s| s.doc).collect();
-                let matched = self.topics[mine.topic].matched(&self.topics[mine.topic].hits[mine.hit]);
+                let matched = self.matched(&mine, votes);
                 (order, score, topic, matched)
             };
         let position = order.iter().position(|&d| d == doc).map_or(order.len() + 1, |p| p + 1);
@@ -272,17 +393,30 @@ impl<'a> Index<'a> {
     }
 
     /// Every candidate one of the subscriber's topics selects, scored by its best topic
-    /// (the first listed among equals) plus trending and recency. Unordered.
-    fn score(&self, sub: &Subscriber) -> Vec<Scored> {
+    /// (the first listed among equals) plus trending and recency, with the votes' shift
+    /// added to every topic score. Unordered.
+    fn score(&self, sub: &Subscriber, votes: Option<&Votes>) -> Vec<Scored> {
         let slots = self.slots(sub);
         let total_hits: usize = slots.iter().map(|&t| self.topics[t].hits.len()).sum();
         let mut out: Vec<Scored> = Vec::with_capacity(total_hits);
         // Where each candidate sits in `out`, for keeping only its best topic.
-        let mut at: Vec<u32> =
-            if slots.len() > 1 { vec![u32::MAX; self.candidates.len()] } else { Vec::new() };
+        let mut at: Vec<u32> = if slots.len() > 1 || votes.is_some() {
+            vec![u32::MAX; self.candidates.len()]
+        } else {
+            Vec::new()
+        };
         for (slot, &t) in slots.iter().enumerate() {
             for (h, hit) in self.topics[t].hits.iter().enumerate() {
-                let entry = self.scored(sub, t, h, slot);
+                let mut entry = self.scored(sub, t, h, slot);
+                if let Some(votes) = votes {
+                    let shift = votes.shift[hit.doc as usize];
+                    entry.topic_score += shift;
+                    entry.total += shift;
+                    // Disliked neighbours can fall under the floor, and out.
+                    if entry.topic_score < self.topics[t].floor {
+                        continue;
+                    }
+                }
                 if at.is_empty() {
                     out.push(entry);
                     continue;
@@ -292,12 +426,45 @@ impl<'a> Index<'a> {
                         at[hit.doc as usize] = out.len() as u32;
                         out.push(entry);
                     }
-                    i if hit.score > out[i as usize].topic_score => out[i as usize] = entry,
+                    i if entry.topic_score > out[i as usize].topic_score => out[i as usize] = entry,
                     _ => {}
                 }
             }
         }
+        if let Some(votes) = votes
+            && let Some((slot, home)) = self.home_topic(&slots, votes)
+        {
+            // Neighbours of liked papers that no topic selected join the topic the liked
+            // papers belong to, when the pull alone reaches that topic's floor.
+            let floor = self.topics[home].floor;
+            for (doc, &shift) in votes.shift.iter().enumerate() {
+                if shift > 0.0 && shift >= floor && at[doc] == u32::MAX {
+                    out.push(Scored {
+                        doc: doc as u32,
+                        total: shift + sub.trending_weight * self.trending[doc] + self.recency[doc],
+                        topic_score: shift,
+                        topic: home,
+                        hit: NO_HIT,
+                        slot,
+                    });
+                }
+            }
+        }
         out
+    }
+
+    /// The subscriber's topic selecting the most liked papers (the first listed among
+    /// equals), as (slot, topic).
+    fn home_topic(&self, slots: &[usize], votes: &Votes) -> Option<(usize, usize)> {
+        let liked_in = |t: usize| votes.liked.iter().filter(|&&d| self.topics[t].hit_of(d).is_some()).count();
+        let mut best: Option<(usize, usize, usize)> = None;
+        for (slot, &t) in slots.iter().enumerate() {
+            let n = liked_in(t);
+            if best.is_none_or(|(_, _, m)| n > m) {
+                best = Some((slot, t, n));
+            }
+        }
+        best.map(|(slot, t, _)| (slot, t))
     }
 
     /// The subscriber's topics as indices into `topics`, each once, undefined ones left out.
@@ -356,14 +523,36 @@ impl<'a> Index<'a> {
         out
     }
 
-    fn ranked(&self, s: &Scored) -> Ranked<'a> {
-        let topic = &self.topics[s.topic];
+    fn ranked(&self, s: &Scored, votes: Option<&Votes>) -> Ranked<'a> {
         Ranked {
             paper: &self.candidates[s.doc as usize],
             score: s.total,
-            topic: Some(topic.name.clone()),
-            matched: topic.matched(&topic.hits[s.hit]),
+            topic: Some(self.topics[s.topic].name.clone()),
+            matched: self.matched(s, votes),
         }
+    }
+
+    /// The topic's matches behind an entry, then what each vote added or took away.
+    fn matched(&self, s: &Scored, votes: Option<&Votes>) -> Vec<crate::model::Match> {
+        let topic = &self.topics[s.topic];
+        let mut matched = if s.hit == NO_HIT { Vec::new() } else { topic.matched(&topic.hits[s.hit]) };
+        if let Some(because) = votes.and_then(|v| v.because.get(&s.doc)) {
+            for &(voted, liked, value) in because {
+                let id = &self.candidates[voted as usize].id;
+                matched.push(crate::model::Match {
+                    term: if liked { format!("more like {id}") } else { format!("fewer like {id}") },
+                    field: crate::model::Field::Abstract,
+                    contribution: value,
+                });
+            }
+        }
+        matched
+    }
+
+    /// The related terms each topic learned from today's candidates, strongest first,
+    /// with their relative weights: for `explain` and for tuning.
+    pub fn related_terms(&self, topic: &str) -> Vec<(String, f64)> {
+        self.topic_ids.get(topic).map(|&t| self.topics[t].related_terms()).unwrap_or_default()
     }
 }
 
@@ -456,7 +645,10 @@ mod tests {
             paper("2", "", "the LLMs' reasoning traces"),
             paper("3", "Seasonal forecasting", "for treasonous plots"),
         ];
-        assert_eq!(ranking(&papers, topic(&["LLM reasoning"])), ["2"]);
+        // "Reasoning in LLMs" has the phrase's words near each other: it counts too.
+        let mut phrase = ranking(&papers, topic(&["LLM reasoning"]));
+        phrase.sort();
+        assert_eq!(phrase, ["1", "2"]);
         let mut both = ranking(&papers, topic(&["reasoning", "llm"]));
         both.sort();
         assert_eq!(both, ["1", "2"]);
@@ -792,7 +984,7 @@ mod tests {
                 [(1, 0.0, 1.0), (10, 0.0, 3.0), (10, 2.0, -1.0), (60, 0.5, 0.0)]
             {
                 let sub = Subscriber { max_papers, min_score, trending_weight, ..subscriber(follows) };
-                let mut everything = index.score(&sub);
+                let mut everything = index.score(&sub, None);
                 everything.retain(|s| s.total >= min_score);
                 let expected: Vec<u32> = index
                     .best(everything, max_papers, |d| !seen.contains(&papers[d as usize].id))
@@ -807,6 +999,153 @@ mod tests {
                 assert_eq!(got, expected, "case {n}, max_papers {max_papers}, min_score {min_score}");
             }
         }
+    }
+
+    // Reader feedback.
+
+    /// Two splatting papers that match the topic alike, one close in wording to a third
+    /// paper (the one voted on), plus an unrelated one.
+    fn voting_papers() -> Vec<Paper> {
+        vec![
+            paper(
+                "1",
+                "Gaussian splatting for city scenes",
+                "large urban scenes with aerial images and level of detail",
+            ),
+            paper(
+                "2",
+                "Gaussian splatting for avatars",
+                "animatable human avatars with expressive faces and hands",
+            ),
+            paper(
+                "3",
+                "City-scale reconstruction",
+                "large urban scenes from aerial images with level of detail streaming",
+            ),
+            paper("4", "Reward models", "process reward models for math"),
+        ]
+    }
+
+    fn feedback(liked: &[&str], disliked: &[&str]) -> Feedback {
+        let ids = |v: &[&str]| v.iter().map(|i| PaperId((*i).to_string())).collect();
+        Feedback { liked: ids(liked), disliked: ids(disliked) }
+    }
+
+    #[test]
+    fn no_votes_rank_exactly_as_rank_does() {
+        let papers = voting_papers();
+        let topics = topics(vec![("gs", topic(&["gaussian splatting"]))]);
+        let index = index(&papers, &topics);
+        let sub = subscriber(&["gs"]);
+        let plain = index.rank(&sub, &HashSet::new());
+        assert_eq!(index.rank_with_feedback(&sub, &HashSet::new(), &Feedback::default()), plain);
+        // Votes on papers outside the candidates change nothing either.
+        assert_eq!(index.rank_with_feedback(&sub, &HashSet::new(), &feedback(&["9999"], &["8888"])), plain);
+    }
+
+    #[test]
+    fn a_liked_paper_pulls_its_neighbours_up_and_into_the_topic() {
+        let papers = voting_papers();
+        let topics = topics(vec![("gs", topic(&["gaussian splatting"]))]);
+        let index = index(&papers, &topics);
+        let sub = subscriber(&["gs"]);
+        let liked = feedback(&["3"], &[]);
+        // Paper 3 is liked (and was read): its neighbour 1 moves up; the avatar paper,
+        // unlike it, stays where it was.
+        let seen = HashSet::from([PaperId("3".into())]);
+        assert_eq!(ids(&index.rank(&sub, &seen)), ["2", "1"], "the shorter title first");
+        let ranked = index.rank_with_feedback(&sub, &seen, &liked);
+        assert_eq!(ids(&ranked), ["1", "2"]);
+        let before = index.rank(&sub, &seen);
+        assert!(ranked[0].score > before[1].score, "paper 1 gained");
+        assert!(ranked[0].matched.iter().any(|m| m.term == "more like 3" && m.contribution > 0.0));
+        assert!((ranked[1].score - before[0].score).abs() < 1e-9, "paper 2 did not move");
+        // Liking paper 1 brings in paper 3, which has no keyword at all.
+        let seen = HashSet::from([PaperId("1".into())]);
+        let ranked = index.rank_with_feedback(&sub, &seen, &feedback(&["1"], &[]));
+        assert_eq!(ids(&ranked), ["3", "2"]);
+        assert_eq!(ranked[0].topic.as_deref(), Some("gs"));
+    }
+
+    #[test]
+    fn a_disliked_paper_is_never_shown_and_its_neighbours_move_down() {
+        let papers = voting_papers();
+        let topics = topics(vec![("gs", topic(&["gaussian splatting", "reconstruction"]))]);
+        let index = index(&papers, &topics);
+        let sub = subscriber(&["gs"]);
+        let before = index.rank(&sub, &HashSet::new());
+        assert!(ids(&before).iter().any(|i| i == "3"));
+        let votes = feedback(&[], &["3"]);
+        let after = index.rank_with_feedback(&sub, &HashSet::new(), &votes);
+        assert!(!ids(&after).iter().any(|i| i == "3"));
+        let score_of =
+            |ranked: &[Ranked<'_>], id: &str| ranked.iter().find(|r| r.paper.id.0 == id).map(|r| r.score);
+        match (score_of(&before, "1"), score_of(&after, "1")) {
+            (Some(b), Some(a)) => assert!(a < b, "{a} < {b}"),
+            (Some(_), None) => {} // pushed under the floor: out
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(score_of(&after, "2"), score_of(&before, "2"), "the unrelated paper does not move");
+        let e = index.explain_with_feedback(&sub, &PaperId("3".into()), &HashSet::new(), &votes);
+        assert_eq!(e.verdict, Verdict::Disliked);
+        assert!(e.to_string().contains("Fewer like this"), "{e}");
+    }
+
+    #[test]
+    fn explain_with_feedback_shows_each_votes_effect_and_agrees_with_the_ranking() {
+        let papers = voting_papers();
+        let topics = topics(vec![("gs", topic(&["gaussian splatting"]))]);
+        let index = index(&papers, &topics);
+        let sub = subscriber(&["gs"]);
+        let votes = feedback(&["3"], &["2"]);
+        let ranked = index.rank_with_feedback(&sub, &HashSet::new(), &votes);
+        let e = index.explain_with_feedback(&sub, &PaperId("1".into()), &HashSet::new(), &votes);
+        let Verdict::Ranked { rank, score, .. } = &e.verdict else { panic!("{e}") };
+        let at = ranked.iter().position(|r| r.paper.id.0 == "1").map(|p| p + 1);
+        assert_eq!(Some(*rank), at);
+        assert_eq!(ranked[*rank - 1].score.to_bits(), score.total.to_bits());
+        assert!(e.to_string().contains("matched more like 3 in abstract (+"), "{e}");
+    }
+
+    // Relevance first.
+
+    #[test]
+    fn trending_never_lifts_a_paper_without_enough_topic_evidence() {
+        // The PokerGPT case: a hugely upvoted paper that mentions the topic in passing.
+        let mut papers: Vec<Paper> = (0..5)
+            .map(|i| {
+                paper(
+                    &format!("{i}"),
+                    "Efficient training of large models",
+                    "efficient training at scale, efficient training",
+                )
+            })
+            .collect();
+        papers.push(Paper {
+            upvotes: 10_000,
+            ..paper(
+                "poker",
+                "PokerGPT: a poker solver",
+                "a lightweight model playing poker. Its training takes a day",
+            )
+        });
+        let topics = topics(vec![("t", topic(&["efficient training", "training"]))]);
+        let index = index(&papers, &topics);
+        let sub = Subscriber { trending_weight: 100.0, ..subscriber(&["t"]) };
+        let ranked = index.rank(&sub, &HashSet::new());
+        assert!(!ids(&ranked).iter().any(|i| i == "poker"), "{:?}", ids(&ranked));
+        let e = index.explain(&sub, &PaperId("poker".into()), &HashSet::new());
+        assert!(matches!(e.topics[0].outcome, TopicOutcome::BelowFloor { .. }), "{e}");
+        assert!(e.to_string().contains("below the topic's floor"), "{e}");
+    }
+
+    #[test]
+    fn a_subscriber_without_topics_still_gets_the_trending_list_whatever_the_votes() {
+        let papers = voting_papers();
+        let index = index(&papers, &BTreeMap::new());
+        let sub = subscriber(&[]);
+        let ranked = index.rank_with_feedback(&sub, &HashSet::new(), &feedback(&["1"], &["2"]));
+        assert_eq!(ranked.len(), papers.len() - 1, "all but the disliked paper");
     }
 
     #[test]

@@ -1,14 +1,19 @@
 //! A topic compiled against the candidates: its keywords resolved to phrase statistics,
-//! its authors, categories and liked papers resolved to candidate lists, and the
-//! resulting per-paper topic scores, computed once per run and shared by every
-//! subscriber who follows the topic.
+//! its authors, categories and liked papers resolved to candidate lists, related terms
+//! learned from its best candidates, and the resulting per-paper topic scores, computed
+//! once per run and shared by every subscriber who follows the topic.
+//!
+//! Relevance is decided here, before trending or recency can weigh in: a paper enters
+//! the topic only on topic evidence scoring at least the topic's floor, a fraction of
+//! what the day's best matches score (see docs/ranking.md, "Relevance first").
 
 use super::analyze::Name;
-use super::corpus::{ABSTRACT, Corpus, TITLE};
+use super::corpus::{ABSTRACT, Corpus, DocTf, TITLE};
 use super::explain::TopicOutcome;
 use super::tuning;
 use crate::config::Topic;
 use crate::model::{Field, Match, Paper};
+use std::collections::{HashMap, HashSet};
 
 /// A paper the topic selects, with its topic score and the matches behind it.
 #[derive(Debug, Clone, Copy)]
@@ -20,6 +25,17 @@ pub(crate) struct Hit {
     count: u32,
 }
 
+/// What kind of evidence a match is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The keyword at this index of [`CompiledTopic::keywords`].
+    Keyword(u32),
+    /// A term learned from the topic's best candidates.
+    Related,
+    /// An author, category or liked paper.
+    List,
+}
+
 /// One match before it is turned into a [`Match`] for output: `term` indexes
 /// [`CompiledTopic::terms`].
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +44,9 @@ struct Contribution {
     term: u32,
     field: Field,
     value: f64,
+    kind: Kind,
+    /// An ambiguous keyword with no other evidence beside it, discounted.
+    alone: bool,
 }
 
 /// The candidates an author, a category or a liked paper of the topic selects, with
@@ -39,24 +58,44 @@ struct CandidateList {
     docs: Vec<(u32, f64)>,
 }
 
+/// A term learned from the topic's best candidates (pseudo-relevance feedback).
+#[derive(Debug, Clone)]
+pub(crate) struct Related {
+    term: u32,
+    phrase: usize,
+    /// Relative weight in 0..1: the strongest related term has 1.
+    weight: f64,
+}
+
 #[derive(Debug)]
 pub(crate) struct CompiledTopic {
     pub(crate) name: String,
     weight: f64,
     min_score: Option<f64>,
-    /// What each match says it matched, as the user wrote it.
+    /// What each match says it matched, as the user wrote it (related terms as the
+    /// candidates write them).
     terms: Vec<String>,
     /// Keyword phrases, by term index (`None`: the keyword has no word in it).
     keywords: Vec<(u32, Option<usize>)>,
+    /// By keyword: used in another sense too often to count alone (see [`Self::ambiguity`]).
+    ambiguous: Vec<bool>,
+    /// By keyword: the phrases of the topic's longer keywords that contain it ("test-time"
+    /// in "test-time scaling"), whose occurrences it does not count again.
+    containers: Vec<Vec<usize>>,
+    related: Vec<Related>,
+    /// Terms from this index on in `terms` are related terms (they are learned last).
+    related_from: u32,
     exclude: Vec<(String, Option<usize>)>,
     require: Vec<(String, Option<usize>)>,
     /// One list per author, category and liked paper.
     lists: Vec<CandidateList>,
+    /// The least topic score a paper needs to enter: a fraction of the day's best.
+    pub(crate) floor: f64,
     /// Sorted by doc.
     pub(crate) hits: Vec<Hit>,
     /// Indices into `hits`, best score first: ranking reads only as deep as it must.
     pub(crate) by_score: Vec<u32>,
-    matches: Vec<(u32, Field, f64)>,
+    matches: Vec<(u32, Field, f64, bool)>,
 }
 
 impl CompiledTopic {
@@ -112,16 +151,161 @@ impl CompiledTopic {
             weight: topic.weight,
             min_score: topic.min_score,
             terms,
+            ambiguous: vec![false; keywords.len()],
+            containers: Vec::new(),
             keywords,
+            related: Vec::new(),
+            related_from: u32::MAX,
             exclude,
             require,
             lists,
+            floor: 0.0,
             hits: Vec::new(),
             by_score: Vec::new(),
             matches: Vec::new(),
         };
+        compiled.ambiguous = compiled.ambiguity(corpus);
+        compiled.containers = compiled
+            .keywords
+            .iter()
+            .map(|&(_, p)| {
+                let Some(p) = p else { return Vec::new() };
+                let inner = &corpus.phrases[p].terms;
+                compiled
+                    .keywords
+                    .iter()
+                    .filter_map(|&(_, q)| q)
+                    .filter(|&q| q != p)
+                    .filter(|&q| {
+                        let outer = &corpus.phrases[q].terms;
+                        outer.len() > inner.len() && outer.windows(inner.len()).any(|w| w == inner.as_slice())
+                    })
+                    .collect()
+            })
+            .collect();
+        // First pass: the keywords alone pick the papers the related terms are learned from.
+        let first = compiled.scores(corpus);
+        compiled.floor = floor_of(&first);
+        compiled.learn_related(corpus, &first);
+        let second = compiled.scores(corpus);
+        compiled.floor = floor_of(&second);
         compiled.select(corpus);
         compiled
+    }
+
+    /// By keyword, whether it is ambiguous in today's candidates: among the papers using
+    /// it (at least [`tuning::AMBIGUITY_MIN_DF`]), fewer than
+    /// [`tuning::AMBIGUITY_MIN_COHERENCE`] also carry another keyword of the topic that
+    /// shares no word with it. "alignment" beside "RLHF" or "reward model" is about LLM
+    /// alignment; "alignment" of image and text, of domains or of gradients is not, and
+    /// those papers rarely name a second keyword of the topic.
+    fn ambiguity(&self, corpus: &Corpus) -> Vec<bool> {
+        let mut out = vec![false; self.keywords.len()];
+        for (k, &(_, phrase)) in self.keywords.iter().enumerate() {
+            let Some(p) = phrase else { continue };
+            let stats = &corpus.phrases[p];
+            if stats.hits.len() < tuning::AMBIGUITY_MIN_DF {
+                continue;
+            }
+            let others: Vec<usize> = self
+                .keywords
+                .iter()
+                .enumerate()
+                .filter_map(|(j, &(_, q))| q.filter(|_| j != k))
+                .filter(|&q| !shares_word(&corpus.phrases[q].terms, &stats.terms))
+                .collect();
+            if others.is_empty() {
+                // Nothing else of the topic could ever stand beside it.
+                continue;
+            }
+            let corroborated = stats
+                .hits
+                .iter()
+                .filter(|h| others.iter().any(|&q| corpus.phrases[q].get(h.doc).is_some()))
+                .count();
+            out[k] = (corroborated as f64) < tuning::AMBIGUITY_MIN_COHERENCE * stats.hits.len() as f64;
+        }
+        out
+    }
+
+    /// Pseudo-relevance feedback: a relevance model of the topic's best papers of the day
+    /// (RM1: their word distributions, weighted by their scores), its words ranked by
+    /// their share of its divergence from the candidates' distribution (KLD expansion,
+    /// Carpineto et al. 2001), and kept only when used by several of those papers and
+    /// far more than by the candidates at large. They find on-topic papers that share no
+    /// keyword with the topic.
+    fn learn_related(&mut self, corpus: &mut Corpus, scores: &[(u32, f64)]) {
+        if self.keywords.is_empty() {
+            return;
+        }
+        let mut top: Vec<(u32, f64)> = scores.iter().copied().filter(|(_, s)| *s >= self.floor).collect();
+        top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        top.truncate(tuning::FEEDBACK_DOCS);
+        if top.len() < tuning::FEEDBACK_MIN_DOCS {
+            return;
+        }
+        let own: HashSet<u32> = self
+            .keywords
+            .iter()
+            .filter_map(|(_, p)| *p)
+            .chain(self.exclude.iter().filter_map(|(_, p)| *p))
+            .flat_map(|p| corpus.phrases[p].terms.clone())
+            .collect();
+        let total: f64 = top.iter().map(|(_, s)| s).sum();
+        let mut weight: HashMap<u32, f64> = HashMap::new();
+        let mut in_docs: HashMap<u32, usize> = HashMap::new();
+        for &(doc, score) in &top {
+            let (counts, len) = corpus.term_counts(doc);
+            for &(t, c) in counts {
+                *weight.entry(t).or_default() += (f64::from(c) / len.max(1.0)) * (score / total);
+                *in_docs.entry(t).or_default() += 1;
+            }
+        }
+        let n = corpus.docs.len() as f64;
+        let k = top.len() as f64;
+        let mut learned: Vec<(u32, f64)> = weight
+            .into_iter()
+            .filter(|(t, _)| !own.contains(t))
+            .filter(|(t, _)| corpus.surface(*t).chars().filter(|c| c.is_alphabetic()).count() >= 3)
+            .filter_map(|(t, w)| {
+                let docs = in_docs.get(&t).copied().unwrap_or(0);
+                let df = f64::from(corpus.df.get(t as usize).copied().unwrap_or(0)).max(1.0);
+                let lift = (docs as f64 / k) / (df / n);
+                let enough = docs >= tuning::RELATED_MIN_DOCS && docs as f64 >= tuning::RELATED_MIN_SHARE * k;
+                // Kullback-Leibler divergence of the feedback model from the candidates':
+                // how much of what sets the topic's papers apart this word accounts for.
+                let background =
+                    corpus.collection_p.get(t as usize).copied().unwrap_or(0.0).max(f64::MIN_POSITIVE);
+                (enough && lift >= tuning::RELATED_MIN_LIFT && w > background)
+                    .then(|| (t, w * (w / background).ln()))
+            })
+            .collect();
+        learned.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        learned.truncate(tuning::RELATED_TERMS);
+        let strongest = learned.first().map_or(1.0, |l| l.1);
+        self.related_from = self.terms.len() as u32;
+        for (t, w) in learned {
+            let phrase = corpus.term_phrase(t);
+            self.related.push(Related { term: self.terms.len() as u32, phrase, weight: w / strongest });
+            self.terms.push(corpus.surface(t).to_string());
+        }
+    }
+
+    /// The topic score of every paper that passes exclude, require and the evidence rule,
+    /// ignoring the floor and `min_score`: what the floor and feedback are computed from.
+    fn scores(&self, corpus: &Corpus) -> Vec<(u32, f64)> {
+        let contributions = self.contributions(corpus, None);
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < contributions.len() {
+            let doc = contributions[i].doc;
+            let end = i + contributions[i..].iter().take_while(|c| c.doc == doc).count();
+            if let Ok(score) = self.evidence(corpus, doc, &contributions[i..end]) {
+                out.push((doc, score));
+            }
+            i = end;
+        }
+        out
     }
 
     /// Scores every candidate the topic touches and keeps those it selects.
@@ -131,13 +315,31 @@ impl CompiledTopic {
         while i < contributions.len() {
             let doc = contributions[i].doc;
             let end = i + contributions[i..].iter().take_while(|c| c.doc == doc).count();
-            if let TopicOutcome::Matched { score } = self.judge(corpus, doc, &contributions[i..end]) {
+            if let TopicOutcome::Matched { score, .. } = self.judge(corpus, doc, &contributions[i..end]) {
                 let first = self.matches.len() as u32;
-                self.matches.extend(contributions[i..end].iter().map(|c| (c.term, c.field, c.value)));
-                // Strongest first, sorted once here rather than for every subscriber.
+                // Related terms summed per field under one synthetic term ("related: a, b"),
+                // strongest first: built once here rather than for every subscriber.
+                let mut related: [(String, f64); 2] = Default::default();
+                for c in &contributions[i..end] {
+                    if c.kind == Kind::Related {
+                        let (names, sum) = &mut related[usize::from(c.field == Field::Abstract)];
+                        names.push_str(if names.is_empty() { "related: " } else { ", " });
+                        names.push_str(&self.terms[c.term as usize]);
+                        *sum += c.value;
+                    } else {
+                        self.matches.push((c.term, c.field, c.value, c.alone));
+                    }
+                }
+                for (field, (names, sum)) in [Field::Title, Field::Abstract].into_iter().zip(related) {
+                    if !names.is_empty() {
+                        self.matches.push((self.terms.len() as u32, field, sum, false));
+                        self.terms.push(names);
+                    }
+                }
                 self.matches[first as usize..]
                     .sort_by(|a, b| b.2.total_cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
-                self.hits.push(Hit { doc, score, first, count: (end - i) as u32 });
+                let count = self.matches.len() as u32 - first;
+                self.hits.push(Hit { doc, score, first, count });
             }
             i = end;
         }
@@ -156,12 +358,25 @@ impl CompiledTopic {
     /// The topic-weighted matches of the candidates the topic touches (or of `only`),
     /// sorted by doc and then term (the order they are pushed in), so that a paper's
     /// score is summed in the same order whether one paper is asked about or all.
+    /// Ambiguous keywords standing alone are already discounted.
     fn contributions(&self, corpus: &Corpus, only: Option<u32>) -> Vec<Contribution> {
         let mut out = Vec::new();
         let wanted = |doc: u32| only.is_none_or(|o| o == doc);
-        for &(term, phrase) in &self.keywords {
+        let no_containers: &[usize] = &[];
+        let phrases = self
+            .keywords
+            .iter()
+            .enumerate()
+            .map(|(k, &(term, phrase))| {
+                let containers = self.containers.get(k).map_or(no_containers, Vec::as_slice);
+                (term, phrase, Kind::Keyword(k as u32), 1.0, containers)
+            })
+            .chain(self.related.iter().map(|r| {
+                (r.term, Some(r.phrase), Kind::Related, tuning::RELATED_WEIGHT * r.weight, no_containers)
+            }));
+        for (term, phrase, kind, factor, containers) in phrases {
             let Some(stats) = phrase.map(|p| &corpus.phrases[p]) else { continue };
-            let hits: &[_] = match only {
+            let hits: &[DocTf] = match only {
                 Some(doc) => stats.get(doc).map(std::slice::from_ref).unwrap_or_default(),
                 None => &stats.hits,
             };
@@ -170,20 +385,34 @@ impl CompiledTopic {
                 // BM25F: term frequencies are length-normalized and weighted per field,
                 // summed, then saturated once, so a title match counts more than an
                 // abstract match without letting either grow without bound.
+                // An occurrence inside a longer keyword's occurrence is that keyword's:
+                // "test-time scaling" does not also count as "test-time".
+                let inside = |field: usize| -> f64 {
+                    containers.iter().map(|&q| f64::from(corpus.phrases[q].exact_in(hit.doc)[field])).sum()
+                };
                 let field_tf = |field: usize| {
                     let b = tuning::BM25_B[field];
                     let norm = 1.0 - b + b * doc.len[field] / corpus.avg_len[field].max(1.0);
-                    tuning::FIELD_WEIGHT[field] * f64::from(hit.tf[field]) / norm
+                    let tf = (f64::from(hit.tf[field]) - inside(field)).max(0.0);
+                    tuning::FIELD_WEIGHT[field] * tf / norm
                 };
                 let parts = [field_tf(TITLE), field_tf(ABSTRACT)];
                 let tf = parts[0] + parts[1];
                 if tf <= 0.0 {
                     continue;
                 }
-                let score = stats.idf * tf * (tuning::BM25_K1 + 1.0) / (tf + tuning::BM25_K1) * self.weight;
+                let score =
+                    stats.idf * tf * (tuning::BM25_K1 + 1.0) / (tf + tuning::BM25_K1) * self.weight * factor;
                 for (field, part) in [(Field::Title, parts[0]), (Field::Abstract, parts[1])] {
                     if part > 0.0 {
-                        out.push(Contribution { doc: hit.doc, term, field, value: score * part / tf });
+                        out.push(Contribution {
+                            doc: hit.doc,
+                            term,
+                            field,
+                            value: score * part / tf,
+                            kind,
+                            alone: false,
+                        });
                     }
                 }
             }
@@ -195,47 +424,174 @@ impl CompiledTopic {
                     term: list.term,
                     field: list.field,
                     value: value * self.weight,
+                    kind: Kind::List,
+                    alone: false,
                 });
             }
         }
         if only.is_none() {
             group_by_doc(&mut out, corpus.docs.len());
         }
+        let mut i = 0;
+        while i < out.len() {
+            let doc = out[i].doc;
+            let end = i + out[i..].iter().take_while(|c| c.doc == doc).count();
+            self.discount_alone(corpus, &mut out[i..end]);
+            i = end;
+        }
         out
     }
 
-    fn judge(&self, corpus: &Corpus, doc: u32, contributions: &[Contribution]) -> TopicOutcome {
+    /// An ambiguous keyword counts fully only beside other evidence of the topic: another
+    /// keyword sharing no word with it, a related term, or an author, category or liked
+    /// paper. Alone it counts [`tuning::ALONE_WEIGHT`].
+    fn discount_alone(&self, corpus: &Corpus, group: &mut [Contribution]) {
+        let keyword_terms = |k: u32| {
+            self.keywords[k as usize].1.map(|p| corpus.phrases[p].terms.as_slice()).unwrap_or_default()
+        };
+        let supported = |k: u32| {
+            group.iter().any(|c| match c.kind {
+                Kind::Related | Kind::List => true,
+                Kind::Keyword(j) => j != k && !shares_word(keyword_terms(j), keyword_terms(k)),
+            })
+        };
+        // In the title the keyword names what the paper is about: only abstract uses wait
+        // for support.
+        let in_title = |k: u32| group.iter().any(|c| c.kind == Kind::Keyword(k) && c.field == Field::Title);
+        let alone: Vec<bool> = group
+            .iter()
+            .map(|c| {
+                matches!(c.kind, Kind::Keyword(k)
+                    if self.ambiguous[k as usize] && !in_title(k) && !supported(k))
+            })
+            .collect();
+        for (c, alone) in group.iter_mut().zip(alone) {
+            if alone {
+                c.value *= tuning::ALONE_WEIGHT;
+                c.alone = true;
+            }
+        }
+    }
+
+    /// The paper's topic score, or why it has no standing at all (exclude, require,
+    /// nothing matched, a single related term).
+    fn evidence(
+        &self,
+        corpus: &Corpus,
+        doc: u32,
+        contributions: &[Contribution],
+    ) -> Result<f64, TopicOutcome> {
         let present = |phrase: &Option<usize>| phrase.is_some_and(|p| corpus.phrases[p].get(doc).is_some());
         if let Some((term, _)) = self.exclude.iter().find(|(_, p)| present(p)) {
-            return TopicOutcome::Excluded { term: term.clone() };
+            return Err(TopicOutcome::Excluded { term: term.clone() });
         }
         if contributions.is_empty() {
-            return TopicOutcome::NoMatch;
+            return Err(TopicOutcome::NoMatch);
         }
         if !self.require.is_empty() && !self.require.iter().any(|(_, p)| present(p)) {
-            return TopicOutcome::MissingRequired {
+            return Err(TopicOutcome::MissingRequired {
                 require: self.require.iter().map(|(t, _)| t.clone()).collect(),
-            };
+            });
         }
-        let score: f64 = contributions.iter().map(|c| c.value).sum();
+        // Related terms are learned, not chosen: alone, one of them proves nothing.
+        if contributions.iter().all(|c| c.kind == Kind::Related) {
+            let mut related: Vec<u32> = contributions.iter().map(|c| c.term).collect();
+            related.dedup();
+            if related.len() < tuning::RELATED_MIN_MATCHED {
+                return Err(TopicOutcome::NoMatch);
+            }
+        }
+        Ok(contributions.iter().map(|c| c.value).sum())
+    }
+
+    fn judge(&self, corpus: &Corpus, doc: u32, contributions: &[Contribution]) -> TopicOutcome {
+        let score = match self.evidence(corpus, doc, contributions) {
+            Ok(score) => score,
+            Err(outcome) => return outcome,
+        };
+        if score < self.floor {
+            let mut parts: Vec<(u32, Field, f64, bool)> =
+                contributions.iter().map(|c| (c.term, c.field, c.value, c.alone)).collect();
+            parts.sort_by(|a, b| b.2.total_cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
+            let matched = self.output(&parts);
+            return TopicOutcome::BelowFloor { score, floor: self.floor, matched };
+        }
         match self.min_score {
             Some(min_score) if score < min_score => TopicOutcome::BelowTopicMinScore { score, min_score },
-            _ => TopicOutcome::Matched { score },
+            _ => TopicOutcome::Matched { score, floor: self.floor },
         }
+    }
+
+    /// The related terms learned for the topic today, strongest first, with weights.
+    pub(crate) fn related_terms(&self) -> Vec<(String, f64)> {
+        self.related.iter().map(|r| (self.terms[r.term as usize].clone(), r.weight)).collect()
+    }
+
+    /// Matches ready for output, strongest first: each keyword, author, category and
+    /// liked paper on its own, the related terms of a field together as one ("related:
+    /// control, tracking"), which keeps digests short and ranking cheap.
+    fn output(&self, parts: &[(u32, Field, f64, bool)]) -> Vec<Match> {
+        let mut out: Vec<Match> = Vec::with_capacity(parts.len());
+        let mut related: [(String, f64); 2] = Default::default();
+        for &(term, field, value, alone) in parts {
+            if term >= self.related_from {
+                let (names, sum) = &mut related[usize::from(field == Field::Abstract)];
+                let name = &self.terms[term as usize];
+                if !names.split(", ").any(|n| n == name) {
+                    if !names.is_empty() {
+                        names.push_str(", ");
+                    }
+                    names.push_str(name);
+                }
+                *sum += value;
+            } else {
+                out.push(self.to_match((term, field, value, alone)));
+            }
+        }
+        for (field, (names, sum)) in [Field::Title, Field::Abstract].into_iter().zip(related) {
+            if !names.is_empty() {
+                out.push(Match { term: format!("related: {names}"), field, contribution: sum });
+            }
+        }
+        out.sort_by(|a, b| b.contribution.total_cmp(&a.contribution));
+        out
     }
 
     /// The matches behind a hit, strongest first, ready for output.
     pub(crate) fn matched(&self, hit: &Hit) -> Vec<Match> {
         let range = hit.first as usize..(hit.first + hit.count) as usize;
-        self.matches[range]
-            .iter()
-            .map(|&(term, field, contribution)| Match {
-                term: self.terms[term as usize].clone(),
-                field,
-                contribution,
-            })
-            .collect()
+        self.matches[range].iter().map(|&m| self.to_match(m)).collect()
     }
+
+    fn to_match(&self, (term, field, contribution, alone): (u32, Field, f64, bool)) -> Match {
+        let written = &self.terms[term as usize];
+        Match {
+            term: if alone { format!("{written} (alone, ambiguous)") } else { written.clone() },
+            field,
+            contribution,
+        }
+    }
+
+    /// Where `doc` sits in `hits`, if the topic selects it.
+    pub(crate) fn hit_of(&self, doc: u32) -> Option<usize> {
+        self.hits.binary_search_by_key(&doc, |h| h.doc).ok()
+    }
+}
+
+/// The floor of a day's topic scores: [`tuning::FLOOR_FRACTION`] of the mean of the
+/// [`tuning::FLOOR_REFERENCE`] best, the day's solid matches.
+fn floor_of(scores: &[(u32, f64)]) -> f64 {
+    let mut best: Vec<f64> = scores.iter().map(|(_, s)| *s).collect();
+    best.sort_by(|a, b| b.total_cmp(a));
+    best.truncate(tuning::FLOOR_REFERENCE);
+    if best.is_empty() {
+        return 0.0;
+    }
+    tuning::FLOOR_FRACTION * best.iter().sum::<f64>() / best.len() as f64
+}
+
+fn shares_word(a: &[u32], b: &[u32]) -> bool {
+    a.iter().any(|t| b.contains(t))
 }
 
 /// A stable counting sort by doc: linear in contributions plus candidates, where a
@@ -257,7 +613,8 @@ fn group_by_doc(contributions: &mut Vec<Contribution>, docs: usize) {
     *contributions = sorted;
 }
 
-const EMPTY: Contribution = Contribution { doc: 0, term: 0, field: Field::Title, value: 0.0 };
+const EMPTY: Contribution =
+    Contribution { doc: 0, term: 0, field: Field::Title, value: 0.0, kind: Kind::List, alone: false };
 
 /// "arXiv:2405.12345v2" and "2405.12345" name the same paper.
 fn normalize_arxiv_id(id: &str) -> String {

@@ -32,3 +32,76 @@ pub const LIKE_MIN_SIMILARITY: f64 = 0.15;
 
 /// Recency halves every this many days since publication.
 pub const RECENCY_HALF_LIFE_DAYS: f64 = 2.0;
+
+/// A phrase whose words are not in a row still counts when they stand within this many
+/// tokens of each other between two punctuation marks ("manipulation skills of a robotic
+/// arm" for "robotic manipulation"): a sentence fragment, about one clause.
+pub const PROXIMITY_WINDOW: usize = 8;
+
+/// What a near (not consecutive) phrase occurrence counts, at most, against one in a row;
+/// it shrinks with the window: phrase length / window.
+pub const PROXIMITY_WEIGHT: f64 = 0.5;
+
+/// A paper enters a topic only with a topic score of at least this fraction of the mean
+/// of the day's [`FLOOR_REFERENCE`] best scores for the topic. A fifth of a solid match
+/// is about one abstract mention of a distinctive keyword, while a passing mention of a
+/// common one, or a single learned term, stays below it. Trending and recency are added
+/// after this test, so they only reorder papers that passed it.
+pub const FLOOR_FRACTION: f64 = 0.2;
+
+/// How many of the day's best matches set the floor: enough that one outlier does not
+/// raise it, few enough that a niche topic's handful of papers still counts as "solid".
+pub const FLOOR_REFERENCE: usize = 5;
+
+/// A keyword is judged ambiguous only when at least this many candidates use it: fewer
+/// say nothing about its senses.
+pub const AMBIGUITY_MIN_DF: usize = 3;
+
+/// A keyword is ambiguous when fewer than this share of the candidates using it also
+/// carry another keyword of the topic: most of its uses are in some other sense.
+pub const AMBIGUITY_MIN_COHERENCE: f64 = 0.5;
+
+/// What an ambiguous keyword counts when nothing else of the topic stands beside it:
+/// enough to order such papers among themselves, not enough to pass the floor alone
+/// unless it is in the title of a paper that says little else.
+pub const ALONE_WEIGHT: f64 = 0.25;
+
+/// Pseudo-relevance feedback reads the topic's this many best papers of the day, as in
+/// RM3's usual setting of 10 feedback documents.
+pub const FEEDBACK_DOCS: usize = 10;
+
+/// Below this many papers over the floor there is too little to learn related terms from.
+pub const FEEDBACK_MIN_DOCS: usize = 3;
+
+/// How many related terms a topic learns per day.
+pub const RELATED_TERMS: usize = 8;
+
+/// A related term must appear in at least this many of the feedback papers, so that one
+/// paper's pet word is not taken for the topic's.
+pub const RELATED_MIN_DOCS: usize = 2;
+
+/// ... and in at least this share of them: a word a third of the topic's best papers
+/// use is part of how the topic is written about; one in two of ten may be chance.
+pub const RELATED_MIN_SHARE: f64 = 0.3;
+
+/// A related term must be at least this many times as common among the feedback papers
+/// as among all candidates: "the", "model" and "we" are everywhere and fail.
+pub const RELATED_MIN_LIFT: f64 = 3.0;
+
+/// What the strongest related term counts against a keyword of the same rarity; weaker
+/// ones count in proportion to their feedback weight.
+pub const RELATED_WEIGHT: f64 = 0.3;
+
+/// A paper with no keyword, author, category or liked-paper match needs at least this
+/// many distinct related terms to be considered.
+pub const RELATED_MIN_MATCHED: usize = 2;
+
+/// Rocchio feedback: a candidate identical to every liked paper gains this much topic
+/// score; a neighbour gains it times its mean TF-IDF cosine similarity to the liked
+/// papers (only neighbours at [`LIKE_MIN_SIMILARITY`] or above move). The same scale as
+/// a topic's `like`, since a vote says the same thing.
+pub const FEEDBACK_LIKE_SCORE: f64 = LIKE_SCORE;
+
+/// Rocchio feedback: what a candidate identical to every disliked paper loses. Equal to
+/// the pull of a like, so one vote each way cancels out on a shared neighbour.
+pub const FEEDBACK_DISLIKE_SCORE: f64 = LIKE_SCORE;
