@@ -640,7 +640,11 @@ fn a_server_without_a_usable_auth_mechanism_exits_78_naming_the_mechanisms() {
     secure_smtp(&site, "none", "");
     let out = site.run(&["run"]);
     assert_eq!(code(&out), 78, "{}", stderr(&out));
-    assert!(stderr(&out).contains("no AUTH mechanism paper-digest is set to use (PLAIN, LOGIN"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no AUTH mechanism paper-digest is set to use (PLAIN, LOGIN"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!smtp.saw_command("AUTH") && smtp.messages().is_empty());
     assert_eq!(ledger(&site), pending(3));
 }

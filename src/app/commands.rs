@@ -156,12 +156,12 @@ pub(super) async fn preview(cfg: &Config, args: &PreviewArgs, now: DateTime<Utc>
     }
     let candidates = Candidates::load(cfg, &store, now)?;
     let liked = liked_papers(cfg, &store).await;
-    let indexes = Indexes::new(cfg, &candidates, &liked, now);
+    let indexes = Indexes::new(cfg, &store, &candidates, &liked, now)?;
     let edition = schedule::edition_key(sub, now);
     // An unfinished ledger row is what the next run will send, so that is the preview.
     let items = match store.digest_delivery(&sub.key, edition)? {
         Some(row) if row.status.is_retryable() => row.items,
-        _ => items(&indexes.for_subscriber(sub).rank(sub, &store.seen(&sub.key)?)),
+        _ => items(&indexes.rank(sub, &store.seen(&sub.key)?)),
     };
     let papers = papers_for(&store, &candidates, items.iter())?;
     let ranked = ranked_from_items(&items, &papers);
@@ -383,8 +383,8 @@ pub(super) async fn explain(
     let id = PaperId(source::ids::normalize_arxiv(paper).unwrap_or_else(|| paper.trim().to_string()));
     let candidates = Candidates::load(cfg, &store, now)?;
     let liked = liked_papers(cfg, &store).await;
-    let indexes = Indexes::new(cfg, &candidates, &liked, now);
-    let explanation = indexes.for_subscriber(sub).explain(sub, &id, &store.seen(&sub.key)?);
+    let indexes = Indexes::new(cfg, &store, &candidates, &liked, now)?;
+    let explanation = indexes.explain(sub, &id, &store.seen(&sub.key)?);
     // The reader's "More like this" / "Fewer like this" votes (from `serve`).
     let (liked, disliked) = store.feedback(&sub.key)?;
     let ids = |v: &[PaperId]| v.iter().map(PaperId::as_str).collect::<Vec<_>>().join(", ");

@@ -11,7 +11,7 @@ use crate::lock::InstanceLock;
 use crate::logging::mask_email;
 use crate::mail::{self, Envelope, Mailer};
 use crate::model::{Frequency, Paper, PaperId, Ranked};
-use crate::rank::Index;
+use crate::rank::{Feedback, Index};
 use crate::render::{DigestContext, Renderer};
 use crate::schedule;
 use crate::source::{self, Window, http::HttpClient};
@@ -376,20 +376,52 @@ impl Candidates {
 struct Indexes<'a> {
     daily: Index<'a>,
     weekly: Index<'a>,
+    /// Each reader's "More like this" / "Fewer like this" votes (from `serve`), read once.
+    votes: HashMap<String, Feedback>,
 }
 
 impl<'a> Indexes<'a> {
-    fn new(cfg: &Config, c: &'a Candidates, liked: &[Paper], now: DateTime<Utc>) -> Self {
-        Indexes {
+    fn new(
+        cfg: &Config,
+        store: &Store,
+        c: &'a Candidates,
+        liked: &[Paper],
+        now: DateTime<Utc>,
+    ) -> Result<Self> {
+        let votes = store
+            .all_feedback()?
+            .into_iter()
+            .map(|(key, liked, disliked)| (key, Feedback { liked, disliked }))
+            .collect();
+        Ok(Indexes {
             daily: Index::new(&c.daily, &cfg.topics, liked, now, cfg.digest.recency_weight),
             weekly: Index::new(&c.weekly, &cfg.topics, liked, now, cfg.digest.recency_weight),
-        }
+            votes,
+        })
     }
 
     fn for_subscriber(&self, sub: &Subscriber) -> &Index<'a> {
         match sub.frequency {
             Frequency::Daily => &self.daily,
             Frequency::Weekly => &self.weekly,
+        }
+    }
+
+    /// The subscriber's unseen papers, best first, their votes taken into account.
+    fn rank(&self, sub: &Subscriber, seen: &HashSet<PaperId>) -> Vec<Ranked<'a>> {
+        let index = self.for_subscriber(sub);
+        match self.votes.get(&sub.key) {
+            Some(votes) => index.rank_with_feedback(sub, seen, votes),
+            None => index.rank(sub, seen),
+        }
+    }
+
+    /// Why `id` ranked where it did for `sub`, agreeing with [`Indexes::rank`].
+    fn explain(&self, sub: &Subscriber, id: &PaperId, seen: &HashSet<PaperId>) -> crate::rank::Explanation {
+        let index = self.for_subscriber(sub);
+        match self.votes.get(&sub.key) {
+            Some(votes) => index.explain_with_feedback(sub, id, seen, votes),
+            None => index.explain(sub, id, seen),
         }
     }
 }
@@ -506,7 +538,7 @@ async fn run_inner(
         );
     }
     let liked = liked_papers(cfg, store).await;
-    let indexes = Indexes::new(cfg, &candidates, &liked, now);
+    let indexes = Indexes::new(cfg, store, &candidates, &liked, now)?;
     let shelf = Arc::new(shelf(&candidates));
     let composer = Composer {
         renderer: Arc::new(Renderer::new(cfg.digest.templates.as_deref())?),
@@ -583,7 +615,7 @@ fn plan<'c>(
             }
             None => {
                 let seen = store.seen(&sub.key)?;
-                let ranked = indexes.for_subscriber(sub).rank(sub, &seen);
+                let ranked = indexes.rank(sub, &seen);
                 if ranked.is_empty() && !cfg.digest.send_empty {
                     // A quiet day is one summary line, not one line per subscriber.
                     tracing::debug!(to = %mask_email(&sub.key), "nothing new: no digest (send_empty = false)");

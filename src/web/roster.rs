@@ -1,7 +1,9 @@
 //! Who gets a digest, once the reader's side is taken into account: the config's
 //! subscribers (inline and file) minus the suppression list, with the settings readers
 //! changed on the manage page, plus the readers who subscribed on the web page and
-//! confirmed. Votes become a personal topic whose `like` list is the liked papers.
+//! confirmed. "More like this" votes also become a personal topic whose `like` list is the
+//! liked papers, so they keep counting after the voted paper leaves the candidate window
+//! (within it, `rank::Feedback` moves its neighbours up and a disliked paper's down).
 
 use crate::config::{Config, Subscriber, Topic};
 use crate::error::Result;
