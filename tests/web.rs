@@ -225,7 +225,7 @@ fn a_more_like_this_vote_changes_the_next_ranking_and_fewer_like_this_is_recorde
     let http = hf_server();
     let smtp = SmtpServer::start(Faults::none());
     let subscribers =
-        "\n[[subscribers]]\nemail = \"bob@example.org\"\ntopics = [\"video\"]\nmax_papers = 10\n";
+        "\n[[subscribers]]\nemail = \"bob@example.org\"\ntopics = [\"video\"]\nmax_papers = 3\n";
     let (site, port) = web_site(&smtp, &http.url(), subscribers);
     let out = site.run(&["run"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -235,12 +235,18 @@ fn a_more_like_this_vote_changes_the_next_ranking_and_fewer_like_this_is_recorde
 
     let before = site.preview_ids("bob@example.org", NEXT_DAY);
     let server = Served::start(&site, port);
-    let more = url_after(&html, &format!("{}/more/", server.base)).unwrap();
-    let page = get(&more);
+    let prefix = format!("{}/more/", server.base);
+    let more: Vec<String> =
+        html.match_indices(&prefix).filter_map(|(at, _)| url_after(&html[at..], &prefix)).collect();
+    assert_eq!(more.len(), 3, "one link per card");
+    let page = get(&more[0]);
     assert_eq!(page.status, 200);
     assert_eq!(site.count("SELECT COUNT(*) FROM votes"), 0, "a GET changes nothing");
-    assert_eq!(post(&more, "", Some(&server.base)).status, 200);
-    assert_eq!(site.count("SELECT COUNT(*) FROM votes WHERE vote = 1"), 1);
+    // The reader likes every paper of the digest: some of them have unseen neighbours.
+    for url in &more {
+        assert_eq!(post(url, "", Some(&server.base)).status, 200);
+    }
+    assert_eq!(site.count("SELECT COUNT(*) FROM votes WHERE vote = 1"), 3);
     let fewer = url_after(&html, &format!("{}/fewer/", server.base)).unwrap();
     assert_eq!(post(&fewer.replace("/fewer/", "/more/"), "", None).status, 400, "purposes do not mix");
     let after = site.preview_ids("bob@example.org", NEXT_DAY);

@@ -473,6 +473,28 @@ impl Corpus {
         sims
     }
 
+    /// The nearest neighbours among the candidates of a paper whose similarities to every
+    /// candidate are `sims` (the paper itself, `own`, left out): at most
+    /// [`tuning::NEIGHBOURS`], each at least [`tuning::NEIGHBOUR_RELATIVE`] as similar as
+    /// the nearest and above [`tuning::LIKE_MIN_SIMILARITY`], with its strength in 0..=1
+    /// relative to the nearest. Closest first, ties by candidate.
+    pub(crate) fn neighbours(sims: &[f64], own: Option<u32>) -> Vec<(u32, f64)> {
+        let mut near: Vec<(u32, f64)> = sims
+            .iter()
+            .enumerate()
+            .filter(|&(d, &sim)| Some(d as u32) != own && sim >= tuning::LIKE_MIN_SIMILARITY)
+            .map(|(d, &sim)| (d as u32, sim))
+            .collect();
+        near.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        near.truncate(tuning::NEIGHBOURS);
+        let Some(&(_, best)) = near.first() else { return near };
+        near.retain(|&(_, sim)| sim >= tuning::NEIGHBOUR_RELATIVE * best);
+        for n in &mut near {
+            n.1 /= best;
+        }
+        near
+    }
+
     fn vectors(&self) -> &Vec<Vec<(u32, f32)>> {
         self.vectors.get_or_init(|| self.doc_vectors())
     }
@@ -747,5 +769,19 @@ mod tests {
         let sims = c.similarities(&liked);
         assert!(sims[0] > 0.3, "{sims:?}");
         assert!(sims[1] < 0.05 && sims[2] < 0.05, "{sims:?}");
+    }
+
+    #[test]
+    fn neighbours_are_the_nearest_few_relative_to_the_nearest_never_the_paper_itself() {
+        // Real related abstracts meet at about 0.1: the nearest counts fully whatever its
+        // absolute similarity, what sits far below it does not count at all.
+        let sims = [1.0, 0.12, 0.09, 0.03, 0.06, 0.11];
+        let near = Corpus::neighbours(&sims, Some(0));
+        let docs: Vec<u32> = near.iter().map(|n| n.0).collect();
+        assert_eq!(docs, [1, 5, 2]);
+        assert!((near[0].1 - 1.0).abs() < 1e-12 && (near[2].1 - 0.75).abs() < 1e-12);
+        assert!(Corpus::neighbours(&[0.01, 0.02], None).is_empty(), "noise is no neighbour");
+        let many = vec![0.5; 40];
+        assert_eq!(Corpus::neighbours(&many, None).len(), tuning::NEIGHBOURS);
     }
 }

@@ -237,15 +237,11 @@ impl<'a> Index<'a> {
             [(&liked, true, tuning::FEEDBACK_LIKE_SCORE), (&disliked, false, -tuning::FEEDBACK_DISLIKE_SCORE)]
         {
             for &voted in side {
-                let sims = self.corpus.similarities_to(voted);
-                for (doc, sim) in sims.into_iter().enumerate() {
-                    // Only neighbours move: unrelated papers share a few common words.
-                    if sim < tuning::LIKE_MIN_SIMILARITY || doc as u32 == voted {
-                        continue;
-                    }
-                    let value = scale * sim / side.len() as f64;
-                    votes.shift[doc] += value;
-                    votes.because.entry(doc as u32).or_default().push((voted, is_like, value));
+                // Only neighbours move: unrelated papers share a few common words.
+                for (doc, strength) in Corpus::neighbours(&self.corpus.similarities_to(voted), Some(voted)) {
+                    let value = scale * strength / side.len() as f64;
+                    votes.shift[doc as usize] += value;
+                    votes.because.entry(doc).or_default().push((voted, is_like, value));
                 }
             }
         }

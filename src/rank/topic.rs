@@ -132,14 +132,14 @@ impl CompiledTopic {
             let wanted = normalize_arxiv_id(id);
             let paper = liked.iter().chain(candidates).find(|p| normalize_arxiv_id(p.id.as_str()) == wanted);
             let docs = match paper {
-                Some(paper) => corpus
-                    .similarities(paper)
-                    .into_iter()
-                    .enumerate()
+                Some(paper) => {
                     // A liked paper is not its own neighbour.
-                    .filter(|(d, sim)| *sim >= tuning::LIKE_MIN_SIMILARITY && candidates[*d].id != paper.id)
-                    .map(|(d, sim)| (d as u32, tuning::LIKE_SCORE * sim))
-                    .collect(),
+                    let own = candidates.iter().position(|c| c.id == paper.id).map(|d| d as u32);
+                    Corpus::neighbours(&corpus.similarities(paper), own)
+                        .into_iter()
+                        .map(|(d, strength)| (d, tuning::LIKE_SCORE * strength))
+                        .collect()
+                }
                 None => Vec::new(),
             };
             lists.push(CandidateList { term: terms.len() as u32, field: Field::Abstract, docs });

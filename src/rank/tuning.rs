@@ -26,9 +26,19 @@ pub const CATEGORY_SCORE: f64 = 1.0;
 /// this times its TF-IDF cosine similarity.
 pub const LIKE_SCORE: f64 = 10.0;
 
-/// Below this cosine similarity a paper is not a neighbour of a liked one: unrelated
-/// abstracts share a few common words and land around 0.02–0.08.
-pub const LIKE_MIN_SIMILARITY: f64 = 0.15;
+/// Below this cosine similarity a paper is never a neighbour of a liked one: unrelated
+/// abstracts share a few common words and land around 0.02–0.05.
+pub const LIKE_MIN_SIMILARITY: f64 = 0.05;
+
+/// A neighbour of a liked (or disliked) paper is one of its this many nearest candidates.
+/// How similar two related abstracts are in absolute terms depends on their length and
+/// the day's vocabulary (real abstracts on one subject often meet at only 0.10–0.15), so
+/// neighbours are chosen by rank and by their similarity relative to the nearest one.
+pub const NEIGHBOURS: usize = 10;
+
+/// A neighbour is at least this fraction as similar as the nearest candidate, which
+/// counts fully: what sits far below the nearest shares words, not a subject.
+pub const NEIGHBOUR_RELATIVE: f64 = 0.6;
 
 /// Recency halves every this many days since publication.
 pub const RECENCY_HALF_LIFE_DAYS: f64 = 2.0;
@@ -97,8 +107,8 @@ pub const RELATED_WEIGHT: f64 = 0.3;
 pub const RELATED_MIN_MATCHED: usize = 2;
 
 /// Rocchio feedback: a candidate identical to every liked paper gains this much topic
-/// score; a neighbour gains it times its mean TF-IDF cosine similarity to the liked
-/// papers (only neighbours at [`LIKE_MIN_SIMILARITY`] or above move). The same scale as
+/// score; a neighbour gains it times its similarity relative to the liked paper's nearest
+/// neighbour, averaged over the liked papers (only [`NEIGHBOURS`] move per vote). The same scale as
 /// a topic's `like`, since a vote says the same thing.
 pub const FEEDBACK_LIKE_SCORE: f64 = LIKE_SCORE;
 
