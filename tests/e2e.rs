@@ -632,6 +632,26 @@ fn a_server_that_hangs_up_after_ehlo_exits_75_with_every_digest_pending() {
 }
 
 #[test]
+fn the_alert_after_a_refused_session_names_the_refusal_and_the_digests_stay_pending() {
+    let http = hf_server();
+    // Every attempt of the run (3 messages, 3 attempts each) is refused; then the server
+    // talks again, and the alert goes out.
+    let smtp = SmtpServer::start(Faults::none().greeting_first(9, "554 5.7.1 No SMTP service here"));
+    let site = Site::new(&http.url(), smtp.port(), "");
+    site.edit_config(|c| format!("{c}\n[alerts]\nemail = \"ops@example.org\"\nafter_failures = 1\n"));
+    let out = site.run(&["run"]);
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert_eq!(ledger(&site), pending(3), "no subscriber is marked failed");
+    let alerts = smtp.messages();
+    assert_eq!(alerts.len(), 1, "only the alert went out");
+    assert_eq!(alerts[0].rcpt_to, ["ops@example.org"]);
+    let parsed = MessageParser::default().parse(&alerts[0].data).expect("the alert parses");
+    let text = parsed.body_text(0).expect("a text part").into_owned();
+    assert!(text.contains("refused the session (554)"), "{text}");
+    assert_eq!(smtp.connections(), 10, "3 digests x 3 attempts, then the alert");
+}
+
+#[test]
 fn a_server_without_a_usable_auth_mechanism_exits_78_naming_the_mechanisms() {
     let http = hf_server();
     let smtp = SmtpServer::start(Faults::none().auth("digest", "s3cret").auth_mechanisms("CRAM-MD5 XOAUTH2"));

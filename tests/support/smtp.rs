@@ -51,6 +51,8 @@ pub struct Faults {
     mechanisms: Option<String>,
     starttls: bool,
     greeting: Option<String>,
+    /// `greeting` applies to this many first connections only (all when `None`).
+    greeting_first: Option<usize>,
     close_after_ehlo: bool,
     withhold_reply: usize,
     tls: Option<Tls>,
@@ -134,6 +136,13 @@ impl Faults {
     /// then waits for QUIT, answering `503` to anything else.
     pub fn greeting(mut self, line: &str) -> Self {
         self.greeting = Some(line.into());
+        self
+    }
+
+    /// As [`Faults::greeting`], for the first `n` connections only: a refusal that clears.
+    pub fn greeting_first(mut self, n: usize, line: &str) -> Self {
+        self.greeting = Some(line.into());
+        self.greeting_first = Some(n);
         self
     }
 
@@ -458,9 +467,9 @@ async fn session(stream: TcpStream, shared: &Shared, id: usize) -> std::io::Resu
         _ => Box::new(stream),
     };
     let (mut r, mut w) = halves(stream);
-    let refused = faults.greeting.is_some();
-    reply(&mut w, faults.greeting.as_deref().unwrap_or("220 localhost ESMTP paper-digest test server"))
-        .await?;
+    let greeting = faults.greeting.as_deref().filter(|_| faults.greeting_first.is_none_or(|n| id < n));
+    let refused = greeting.is_some();
+    reply(&mut w, greeting.unwrap_or("220 localhost ESMTP paper-digest test server")).await?;
     let mut authed = false;
     let mut tx = Transaction::default();
     while let Some(line) = read_line(&mut r).await? {
