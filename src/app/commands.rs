@@ -161,7 +161,7 @@ pub(super) async fn preview(cfg: &Config, args: &PreviewArgs, now: DateTime<Utc>
     // An unfinished ledger row is what the next run will send, so that is the preview.
     let items = match store.digest_delivery(&sub.key, edition)? {
         Some(row) if row.status.is_retryable() => row.items,
-        _ => items(&indexes.for_subscriber(sub).rank(sub, &store.seen(&sub.key)?)),
+        _ => items(&indexes.for_subscriber(sub).rank(sub, &candidates.seen(&store, sub)?)),
     };
     let papers = papers_for(&store, &candidates, items.iter())?;
     let ranked = ranked_from_items(&items, &papers);
@@ -262,7 +262,7 @@ pub(super) async fn resend(
         message_id: row.message_id,
         items: row.items,
     };
-    let papers = papers_for(&store, &Candidates { daily: Vec::new(), weekly: Vec::new() }, job.items.iter())?;
+    let papers = papers_for(&store, &Candidates::empty(), job.items.iter())?;
     let mailer = Mailer::new(&cfg.mail)?;
     let result = send_one(cfg, &store, &renderer_for(cfg)?, &mailer, &job, &papers, now).await;
     let (outcome, code) = match result {
@@ -333,8 +333,7 @@ pub(super) async fn retry_failed(cfg: &Config, edition: Option<NaiveDate>, now: 
             message_id: row.message_id,
             items: row.items,
         };
-        let papers =
-            papers_for(&store, &Candidates { daily: Vec::new(), weekly: Vec::new() }, job.items.iter())?;
+        let papers = papers_for(&store, &Candidates::empty(), job.items.iter())?;
         let result = if summary.transport_down {
             Sent::Unsent("not offered: the mail session failed".into())
         } else {
@@ -384,7 +383,7 @@ pub(super) async fn explain(
     let candidates = Candidates::load(cfg, &store, now)?;
     let liked = liked_papers(cfg, &store).await;
     let indexes = Indexes::new(cfg, &candidates, &liked, now);
-    let explanation = indexes.for_subscriber(sub).explain(sub, &id, &store.seen(&sub.key)?);
+    let explanation = indexes.for_subscriber(sub).explain(sub, &id, &candidates.seen(&store, sub)?);
     // The reader's "More like this" / "Fewer like this" votes (from `serve`).
     let (liked, disliked) = store.feedback(&sub.key)?;
     let ids = |v: &[PaperId]| v.iter().map(PaperId::as_str).collect::<Vec<_>>().join(", ");

@@ -359,19 +359,42 @@ async fn liked_papers(cfg: &Config, store: &Store) -> Vec<Paper> {
 struct Candidates {
     daily: Vec<Paper>,
     weekly: Vec<Paper>,
+    daily_since: DateTime<Utc>,
+    weekly_since: DateTime<Utc>,
 }
 
 impl Candidates {
     fn load(cfg: &Config, store: &Store, now: DateTime<Utc>) -> Result<Self> {
-        let daily = store.candidates(now - Days::days(i64::from(cfg.digest.lookback_days)))?;
+        let daily_since = now - Days::days(i64::from(cfg.digest.lookback_days));
+        let weekly_since = now - Days::days(i64::from(cfg.digest.lookback_days.max(7)));
+        let daily = store.candidates(daily_since)?;
         let weekly = if cfg.subscribers.iter().any(|s| s.frequency == Frequency::Weekly) {
-            store.candidates(now - Days::days(i64::from(cfg.digest.lookback_days.max(7))))?
+            store.candidates(weekly_since)?
         } else {
             Vec::new()
         };
-        Ok(Candidates { daily, weekly })
+        Ok(Candidates { daily, weekly, daily_since, weekly_since })
+    }
+
+    /// No candidates: for resends, whose papers all come from the store.
+    fn empty() -> Self {
+        let (daily_since, weekly_since) = (DateTime::<Utc>::MAX_UTC, DateTime::<Utc>::MAX_UTC);
+        Candidates { daily: Vec::new(), weekly: Vec::new(), daily_since, weekly_since }
+    }
+
+    /// Which of a subscriber's candidates they were already sent.
+    fn seen(&self, store: &Store, sub: &Subscriber) -> Result<HashSet<PaperId>> {
+        let since = match sub.frequency {
+            Frequency::Daily => self.daily_since,
+            Frequency::Weekly => self.weekly_since,
+        };
+        store.seen_since(&sub.key, since)
     }
 }
+
+/// How long past the longest candidate window a `seen` row is kept: a margin for a
+/// paper whose publication date a source reports late.
+const SEEN_MARGIN_DAYS: i64 = 30;
 
 struct Indexes<'a> {
     daily: Index<'a>,
@@ -499,6 +522,10 @@ async fn run_inner(
         summary.errors.extend(fetched.errors.iter().map(|(name, e)| format!("source {name} failed: {e}")));
     }
     let candidates = Candidates::load(cfg, store, now)?;
+    let forgotten = store.prune_seen(candidates.weekly_since - Days::days(SEEN_MARGIN_DAYS))?;
+    if forgotten > 0 {
+        tracing::debug!(rows = forgotten, "forgot papers sent before the candidate windows");
+    }
     if candidates.daily.is_empty() {
         tracing::debug!(
             "no papers in the last {} days (a weekend or a quiet day?)",
@@ -522,7 +549,7 @@ async fn run_inner(
         if shutdown.is_cancelled() || summary.transport_down {
             break;
         }
-        let jobs = plan(cfg, store, &indexes, chunk, now, &mut summary)?;
+        let jobs = plan(cfg, store, &candidates, &indexes, chunk, now, &mut summary)?;
         progress.inc((chunk.len() - jobs.len()) as u64);
         send_jobs(&composer, store, &mailer, &shelf, jobs, now, shutdown, &mut summary, &progress).await?;
     }
@@ -549,9 +576,11 @@ impl RunSummary {
 
 /// Decides, per subscriber of a chunk, what to send: a retry of an unfinished ledger row
 /// (same Message-ID, same papers) or a fresh ranking recorded as pending before any attempt.
+#[allow(clippy::too_many_arguments)]
 fn plan<'c>(
     cfg: &'c Config,
     store: &Store,
+    candidates: &Candidates,
     indexes: &Indexes<'_>,
     chunk: &'c [Subscriber],
     now: DateTime<Utc>,
@@ -582,7 +611,7 @@ fn plan<'c>(
                 summary.skipped += 1;
             }
             None => {
-                let seen = store.seen(&sub.key)?;
+                let seen = candidates.seen(store, sub)?;
                 let ranked = indexes.for_subscriber(sub).rank(sub, &seen);
                 if ranked.is_empty() && !cfg.digest.send_empty {
                     // A quiet day is one summary line, not one line per subscriber.
@@ -1271,8 +1300,12 @@ mod tests {
         let store = Store::open_in_memory().unwrap();
         let paper = |id: &str| Paper { id: PaperId(id.into()), title: id.into(), ..Paper::default() };
         store.record_fetch(&[paper("2411.3")], &HashMap::new(), now()).unwrap();
-        let candidates =
-            Candidates { daily: vec![paper("2411.1"), paper("2411.2")], weekly: vec![paper("2411.1")] };
+        let candidates = Candidates {
+            daily: vec![paper("2411.1"), paper("2411.2")],
+            weekly: vec![paper("2411.1")],
+            daily_since: now(),
+            weekly_since: now(),
+        };
         let shelf = Arc::new(shelf(&candidates));
         assert_eq!(shelf.len(), 2);
         let item = |id: &str| Item { id: PaperId(id.into()), score: 1.0, topic: None, matched: vec![] };
