@@ -1057,7 +1057,7 @@ impl Validator<'_> {
                     categories: t.categories,
                     weight: t.weight,
                     min_score: t.min_score,
-                    like: t.like,
+                    like: t.like.iter().map(|id| liked_id(id)).collect(),
                 },
             );
         }
@@ -1219,6 +1219,15 @@ impl Validator<'_> {
         }
         let domain = from.email.domain().to_string();
         let list_id = m.list_id.unwrap_or_else(|| format!("paper-digest.{domain}"));
+        if !is_list_id(&list_id) {
+            return Err(self.err(
+                "mail.list_id",
+                format!(
+                    "`{list_id}` must look like a domain name (letters, digits, `.`, `-`, `_`, at least one `.`), \
+                     e.g. digest.example.org (without it, it is paper-digest. and the domain of mail.from)"
+                ),
+            ));
+        }
         let unsubscribe_mailto =
             m.unsubscribe_mailto.or_else(|| Some(format!("{}?subject=unsubscribe", from.email)));
         let smtp = match (m.transport, m.smtp) {
@@ -1676,9 +1685,46 @@ pub fn locate(flag: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
 }
 
+/// Whether a `List-Id` passes the check the message builder applies (`mail::message`), so
+/// that a value accepted here cannot make every message fail at send time.
+fn is_list_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.contains('.')
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+/// A `like` entry in the form papers are stored under: an arXiv id in any form (`arXiv:`,
+/// `oai:arXiv.org:`, an abs/pdf URL, old style, with a version) becomes the bare id, a DOI
+/// `doi:` and the lowercased DOI; anything else is kept as written.
+fn liked_id(id: &str) -> String {
+    crate::source::ids::normalize_arxiv(id)
+        .or_else(|| crate::source::ids::normalize_doi(id).map(|doi| format!("doi:{doi}")))
+        .unwrap_or_else(|| id.trim().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn liked_ids_in_every_arxiv_form_are_stored_as_the_bare_id() {
+        let text = format!(
+            "{MINIMAL}\n[topics.x]\nlike = [\"https://arxiv.org/abs/2405.12345v2\", \"oai:arXiv.org:hep-th/9901001\", \"arXiv:2405.12345\", \"https://doi.org/10.1000/XYZ\"]\n"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.topics["x"].like, ["2405.12345", "hep-th/9901001", "2405.12345", "doi:10.1000/xyz"]);
+    }
+
+    #[test]
+    fn a_list_id_the_message_builder_would_refuse_is_refused_at_load() {
+        for bad in ["digest", "a+b.example.org", "d!gest.example.org"] {
+            let text = format!("[mail]\nfrom = \"a@b.org\"\nlist_id = \"{bad}\"\n");
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.starts_with("t.toml:3:") && e.contains("mail.list_id"), "{e}");
+        }
+        let ok = parse("[mail]\nfrom = \"a@b.org\"\nlist_id = \"papers.example.org\"\n").unwrap();
+        assert_eq!(ok.mail.list_id, "papers.example.org");
+    }
 
     const MINIMAL: &str = r#"
 [mail]
