@@ -910,8 +910,7 @@ impl Validator<'_> {
             return Err(self.err("digest.lookback_days", "expected a number of days from 1 to 60"));
         }
         let timezone = self.tz("digest.timezone", &d.timezone)?;
-        let cron = croner::parser::CronParser::builder().seconds(croner::parser::Seconds::Required).build();
-        if let Err(e) = cron.parse(&d.schedule) {
+        if let Err(e) = crate::cadence::parse_cron(&d.schedule) {
             return Err(self.err(
                 "digest.schedule",
                 format!(

@@ -5,13 +5,13 @@ use super::{
     Candidates, Indexes, Job, Sent, fetch, fetch_days, items, liked_papers, papers_for, ranked_from_items,
     send_one, window,
 };
+use crate::cadence;
 use crate::cli::{PreviewArgs, PreviewFormat};
 use crate::config::{Config, Subscriber};
 use crate::error::{Error, Result, exit};
 use crate::mail::{self, Envelope, Mailer};
 use crate::model::{Paper, PaperId};
 use crate::render::{DigestContext, Renderer};
-use crate::schedule;
 use crate::source::{self, http::HttpClient};
 use crate::store::{Delivery, Kind, NewDelivery, Outcome, Store};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
@@ -157,7 +157,7 @@ pub(super) async fn preview(cfg: &Config, args: &PreviewArgs, now: DateTime<Utc>
     let candidates = Candidates::load(cfg, &store, now)?;
     let liked = liked_papers(cfg, &store).await;
     let indexes = Indexes::new(cfg, &candidates, &liked, now);
-    let edition = schedule::edition_key(sub, now);
+    let edition = cadence::edition_key(sub, now);
     // An unfinished ledger row is what the next run will send, so that is the preview.
     let items = match store.digest_delivery(&sub.key, edition)? {
         Some(row) if row.status.is_retryable() => row.items,
@@ -453,7 +453,7 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
     let next_run = if timer.is_some() {
         timer_next_elapse()
     } else {
-        schedule::next_run(&cfg.digest.schedule, cfg.digest.timezone, now)
+        cadence::next_run(&cfg.digest.schedule, cfg.digest.timezone, now)
     };
     let next_source = match &timer {
         Some(unit) => {
@@ -675,7 +675,7 @@ pub(super) fn render_sample(cfg: &Config, renderer: &Renderer, now: DateTime<Utc
             }],
         })
         .collect();
-    let edition = schedule::edition_key(subscriber, now);
+    let edition = cadence::edition_key(subscriber, now);
     for papers in [&ranked[..], &[]] {
         let ctx = DigestContext {
             subscriber,

@@ -13,9 +13,9 @@ use crate::mail::{self, Envelope, Mailer};
 use crate::model::{Frequency, Paper, PaperId, Ranked};
 use crate::rank::Index;
 use crate::render::{DigestContext, Renderer};
-use crate::schedule;
 use crate::source::{self, Window, http::HttpClient};
 use crate::store::{Item, Kind, NewDelivery, Outcome, Store};
+use crate::{cadence, daemon};
 use chrono::{DateTime, Duration as Days, NaiveDate, Utc};
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -148,7 +148,7 @@ async fn dispatch(cfg: Config, command: Command, now: DateTime<Utc>, fixed_clock
         Command::Run => {
             let _lock = InstanceLock::acquire(&cfg.digest.lock_file)?;
             let shutdown = Shutdown::new();
-            schedule::cancel_on_signals(&shutdown)?;
+            daemon::cancel_on_signals(&shutdown)?;
             let summary = run_once(&cfg, now, &shutdown).await?;
             Ok(summary.exit_code())
         }
@@ -184,14 +184,14 @@ async fn dispatch(cfg: Config, command: Command, now: DateTime<Utc>, fixed_clock
         }
         Command::Serve => {
             let shutdown = Shutdown::new();
-            schedule::cancel_on_signals(&shutdown)?;
+            daemon::cancel_on_signals(&shutdown)?;
             crate::web::serve(cfg, now, shutdown).await
         }
         Command::Subscribers { action } => subscribers::run(&cfg, action, now),
         Command::Daemon => {
-            let clock =
-                if fixed_clock { schedule::Clock::starting_at(now) } else { schedule::Clock::system() };
-            schedule::daemon(cfg, Shutdown::new(), clock).await
+            let clock = if fixed_clock { daemon::Clock::starting_at(now) } else { daemon::Clock::system() };
+            let shutdown = Shutdown::new();
+            daemon::daemon(&cfg, &shutdown, clock, |now| run_once(&cfg, now, &shutdown)).await
         }
         Command::Init { .. } | Command::Completions { .. } | Command::Man => {
             unreachable!("handled before the config is loaded")
@@ -590,8 +590,8 @@ fn plan<'c>(
     let mut fresh = Vec::new();
     let mut fresh_subs = Vec::new();
     for sub in chunk {
-        let edition = schedule::edition_key(sub, now);
-        if !schedule::is_due(sub, now) && !missed_weekly(store, sub, edition)? {
+        let edition = cadence::edition_key(sub, now);
+        if !cadence::is_due(sub, now) && !missed_weekly(store, sub, edition)? {
             summary.skipped += 1;
             continue;
         }
@@ -1166,7 +1166,7 @@ async fn alert_if_due(cfg: &Config, store: &Store, now: DateTime<Utc>, error: &s
     // The alert goes through the ledger too, so `status` and the database show it was sent.
     let row = NewDelivery {
         subscriber: to.to_lowercase(),
-        edition: schedule::edition_date(now, cfg.digest.timezone),
+        edition: cadence::edition_date(now, cfg.digest.timezone),
         kind: Kind::Alert,
         message_id: mail::new_message_id(&cfg.mail),
         items: Vec::new(),
