@@ -5,8 +5,7 @@
 //! Times are computed in the configured IANA zone, never in a fixed UTC offset, so a
 //! "07:00" schedule stays at 07:00 local time across daylight-saving changes.
 
-use crate::config::Subscriber;
-use crate::model::Frequency;
+use crate::model::{Frequency, Subscriber};
 use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
 use croner::Cron;

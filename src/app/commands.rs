@@ -7,9 +7,10 @@ use super::{
 };
 use crate::cadence;
 use crate::cli::{PreviewArgs, PreviewFormat};
-use crate::config::{Config, Subscriber};
+use crate::config::Config;
 use crate::error::{Error, Result, exit};
 use crate::mail::{self, Envelope, Mailer};
+use crate::model::Subscriber;
 use crate::model::{Paper, PaperId};
 use crate::render::{DigestContext, Renderer};
 use crate::source::{self, http::HttpClient};

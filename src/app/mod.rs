@@ -5,12 +5,12 @@ mod commands;
 mod subscribers;
 
 use crate::cli::{Cli, Command};
-use crate::config::{self, Config, MailSettings, Subscriber};
+use crate::config::{self, Config, MailSettings};
 use crate::error::{Error, Result, exit};
 use crate::lock::InstanceLock;
 use crate::logging::mask_email;
 use crate::mail::{self, Envelope, Mailer};
-use crate::model::{Frequency, Paper, PaperId, Ranked};
+use crate::model::{Frequency, Paper, PaperId, Ranked, Subscriber};
 use crate::rank::Index;
 use crate::render::{DigestContext, Renderer};
 use crate::source::{self, Window, http::HttpClient};

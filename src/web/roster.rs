@@ -3,9 +3,10 @@
 //! changed on the manage page, plus the readers who subscribed on the web page and
 //! confirmed. Votes become a personal topic whose `like` list is the liked papers.
 
-use crate::config::{Config, Subscriber, Topic};
+use crate::config::Config;
 use crate::error::Result;
 use crate::model::PaperId;
+use crate::model::{Subscriber, Topic};
 use crate::store::{Reader, ReaderOrigin, Store};
 use chrono::Weekday;
 use std::collections::{HashMap, HashSet};
