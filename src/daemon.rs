@@ -81,9 +81,9 @@ pub fn cancel_on_signals(shutdown: &Shutdown) -> Result<()> {
 }
 
 /// An error from the machinery around a run (signal handlers, the scheduler) rather than
-/// from the run itself. Rare enough that it does not deserve its own variant yet.
+/// from the run itself.
 fn internal(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Io { path: format!("<daemon: {what}>").into(), source: std::io::Error::other(e.to_string()) }
+    Error::internal(what, e)
 }
 
 // ---------------------------------------------------------------------------------------

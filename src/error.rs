@@ -100,6 +100,17 @@ pub enum Error {
     /// The user asked for something that does not exist (unknown subscriber, paper, edition).
     #[error("{0}")]
     NotFound(String),
+
+    /// The database was written by a different version of paper-digest: `message` says
+    /// which, and what to run.
+    #[error("database {}: {message}", path.display())]
+    StoreSchema { path: PathBuf, message: String },
+
+    /// The machinery around the work failed (the async runtime, a signal handler, the
+    /// scheduler, the HTTP client, encoding our own JSON), not anything the user wrote or
+    /// a server said: `what` was being done.
+    #[error("{what}: {message}")]
+    Internal { what: String, message: String },
 }
 
 /// Whether a database error goes away by itself: another process holds the database, or
@@ -172,6 +183,10 @@ impl Error {
 
     pub(crate) fn store(path: impl Into<PathBuf>, source: rusqlite::Error) -> Self {
         Error::Store { path: path.into(), source }
+    }
+
+    pub(crate) fn internal(what: impl Into<String>, e: impl std::fmt::Display) -> Self {
+        Error::Internal { what: what.into(), message: e.to_string() }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

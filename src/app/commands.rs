@@ -183,7 +183,7 @@ pub(super) async fn preview(cfg: &Config, args: &PreviewArgs, now: DateTime<Utc>
                 })
                 .collect();
             let doc = serde_json::json!({ "to": sub.key, "edition": edition, "papers": list });
-            serde_json::to_vec_pretty(&doc).map_err(|e| Error::NotFound(e.to_string()))?
+            serde_json::to_vec_pretty(&doc).map_err(|e| Error::internal("writing the preview as JSON", e))?
         }
         format => {
             let ctx = DigestContext {
@@ -254,7 +254,7 @@ pub(super) async fn resend(
         items: original.items.clone(),
     };
     let Some(Some(id)) = store.insert_deliveries(std::slice::from_ref(&row), now)?.first().copied() else {
-        return Err(Error::NotFound("could not record the resend".into()));
+        return Err(Error::internal("recording the resend", "the ledger refused a new row"));
     };
     let job = Job {
         delivery_id: id,
@@ -649,7 +649,7 @@ pub(super) fn render_sample(cfg: &Config, renderer: &Renderer, now: DateTime<Utc
             sample = Subscriber {
                 email: "Sample Reader <reader@example.org>"
                     .parse()
-                    .map_err(|e| Error::NotFound(format!("{e}")))?,
+                    .map_err(|e| Error::internal("making the sample reader", e))?,
                 key: "reader@example.org".into(),
                 topics: cfg.topics.keys().take(1).cloned().collect(),
                 max_papers: cfg.digest.max_papers,

@@ -136,7 +136,7 @@ pub fn main(cli: Cli) -> Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::io("tokio runtime", e))?;
+        .map_err(|e| Error::internal("starting the async runtime", e))?;
     runtime.block_on(dispatch(cfg, cli.command, now, cli.now.is_some()))
 }
 

@@ -103,12 +103,12 @@ impl Store {
             }
         };
         if version != MIGRATIONS.len() as i64 {
-            return Err(Error::Store {
+            return Err(Error::StoreSchema {
                 path: path.to_path_buf(),
-                source: rusqlite::Error::InvalidParameterName(format!(
+                message: format!(
                     "schema version {version}, this paper-digest reads {}; run any other command once to migrate it",
                     MIGRATIONS.len()
-                )),
+                ),
             });
         }
         Ok(Store { conn: Mutex::new(conn), path: path.to_path_buf(), identity: None })
@@ -150,12 +150,12 @@ impl Store {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| Error::store(&self.path, e))?;
         if version > MIGRATIONS.len() as i64 {
-            return Err(Error::Store {
+            return Err(Error::StoreSchema {
                 path: self.path.clone(),
-                source: rusqlite::Error::InvalidParameterName(format!(
+                message: format!(
                     "schema version {version} is newer than this paper-digest knows ({}); upgrade paper-digest",
                     MIGRATIONS.len()
-                )),
+                ),
             });
         }
         for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
@@ -474,6 +474,23 @@ mod tests {
         assert_eq!(v, MIGRATIONS.len() as i64);
         let mode: String = store.conn().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_database_from_a_newer_paper_digest_is_refused_by_its_schema_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        let err = Store::open(&path).unwrap_err();
+        assert!(matches!(err, Error::StoreSchema { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains("schema version 99") && message.contains("upgrade paper-digest"),
+            "{message}"
+        );
+        assert!(!message.contains("parameter"), "{message}");
+        let err = Store::open_read_only(&path).unwrap_err().to_string();
+        assert!(err.contains("schema version 99"), "{err}");
     }
 
     #[test]
