@@ -457,7 +457,7 @@ mod tests {
                 let n = runs.fetch_add(1, Ordering::SeqCst);
                 async move {
                     if n == 0 {
-                        Err(Error::AllSourcesFailed { failed: 1 })
+                        Err(Error::AllSourcesFailed { failed: 1, sources: vec!["huggingface".into()] })
                     } else {
                         Ok(RunSummary::default())
                     }

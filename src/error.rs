@@ -41,8 +41,8 @@ pub enum Error {
     Parse { url: String, position: Option<String>, message: String },
 
     /// Every enabled source failed, so there is nothing trustworthy to send.
-    #[error("every source failed ({failed} of {failed}); nothing was sent")]
-    AllSourcesFailed { failed: usize },
+    #[error("every source failed ({failed} of {failed}{}); nothing was sent", names(sources))]
+    AllSourcesFailed { failed: usize, sources: Vec<String> },
 
     /// The SQLite database could not be opened, migrated, read or written.
     #[error("database {}: {source}{}", path.display(), store_hint(source))]
@@ -138,6 +138,11 @@ fn store_hint(e: &rusqlite::Error) -> &'static str {
     }
 }
 
+/// `: a, b` for the failed sources' names, or nothing when none is known.
+fn names(sources: &[String]) -> String {
+    if sources.is_empty() { String::new() } else { format!(": {}", sources.join(", ")) }
+}
+
 fn location(path: &std::path::Path, line: Option<usize>, column: Option<usize>, key: Option<&str>) -> String {
     use std::fmt::Write;
     let mut s = path.display().to_string();
@@ -211,6 +216,13 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_source_failed_names_the_sources() {
+        let e = Error::AllSourcesFailed { failed: 2, sources: vec!["huggingface".into(), "arxiv".into()] };
+        assert_eq!(e.to_string(), "every source failed (2 of 2: huggingface, arxiv); nothing was sent");
+        assert_eq!(e.exit_code(), exit::TEMPFAIL);
+    }
 
     #[test]
     fn config_error_names_file_line_and_key() {

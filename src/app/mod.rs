@@ -311,7 +311,8 @@ async fn fetch(cfg: &Config, store: &Store, now: DateTime<Utc>, days: u32) -> Re
         store.record_source(name, now, result.as_ref().map(|n| *n).map_err(String::as_str))?;
     }
     if fetched.ok == 0 && !fetched.errors.is_empty() {
-        return Err(Error::AllSourcesFailed { failed: fetched.errors.len() });
+        let sources = fetched.errors.into_iter().map(|(name, _)| name).collect::<Vec<_>>();
+        return Err(Error::AllSourcesFailed { failed: sources.len(), sources });
     }
     let merged = source::merge_all(papers);
     fetched.new_papers = store.record_fetch(&merged, &client.validators(), now)?;
