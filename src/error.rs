@@ -41,8 +41,8 @@ pub enum Error {
     Parse { url: String, position: Option<String>, message: String },
 
     /// Every enabled source failed, so there is nothing trustworthy to send.
-    #[error("every source failed ({failed} of {failed}); nothing was sent")]
-    AllSourcesFailed { failed: usize },
+    #[error("every source failed ({failed} of {failed}{}); nothing was sent", names(sources))]
+    AllSourcesFailed { failed: usize, sources: Vec<String> },
 
     /// The SQLite database could not be opened, migrated, read or written.
     #[error("database {}: {source}{}", path.display(), store_hint(source))]
@@ -100,6 +100,17 @@ pub enum Error {
     /// The user asked for something that does not exist (unknown subscriber, paper, edition).
     #[error("{0}")]
     NotFound(String),
+
+    /// The database was written by a different version of paper-digest: `message` says
+    /// which, and what to run.
+    #[error("database {}: {message}", path.display())]
+    StoreSchema { path: PathBuf, message: String },
+
+    /// The machinery around the work failed (the async runtime, a signal handler, the
+    /// scheduler, the HTTP client, encoding our own JSON), not anything the user wrote or
+    /// a server said: `what` was being done.
+    #[error("{what}: {message}")]
+    Internal { what: String, message: String },
 }
 
 /// Whether a database error goes away by itself: another process holds the database, or
@@ -125,6 +136,11 @@ fn store_hint(e: &rusqlite::Error) -> &'static str {
         Some(C::ReadOnly) => " (the file or its folder is not writable by this user)",
         _ => "",
     }
+}
+
+/// `: a, b` for the failed sources' names, or nothing when none is known.
+fn names(sources: &[String]) -> String {
+    if sources.is_empty() { String::new() } else { format!(": {}", sources.join(", ")) }
 }
 
 fn location(path: &std::path::Path, line: Option<usize>, column: Option<usize>, key: Option<&str>) -> String {
@@ -174,6 +190,10 @@ impl Error {
         Error::Store { path: path.into(), source }
     }
 
+    pub(crate) fn internal(what: impl Into<String>, e: impl std::fmt::Display) -> Self {
+        Error::Internal { what: what.into(), message: e.to_string() }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }
@@ -196,6 +216,13 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_source_failed_names_the_sources() {
+        let e = Error::AllSourcesFailed { failed: 2, sources: vec!["huggingface".into(), "arxiv".into()] };
+        assert_eq!(e.to_string(), "every source failed (2 of 2: huggingface, arxiv); nothing was sent");
+        assert_eq!(e.exit_code(), exit::TEMPFAIL);
+    }
 
     #[test]
     fn config_error_names_file_line_and_key() {

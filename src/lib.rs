@@ -8,7 +8,8 @@
 //! 3. [`rank`] scores each subscriber's unseen papers by topic and trend, with reasons.
 //! 4. [`render`] turns a ranked list into HTML, plain text and a subject with minijinja.
 //! 5. [`mail`] builds the MIME message and sends it with lettre (file, SMTP or sendmail).
-//! 6. [`schedule`] runs [`app::run_once`] on a cron schedule for hosts without systemd.
+//! 6. [`cadence`] says which edition is due and when the schedule fires; [`daemon`] runs
+//!    [`app::run_once`] on that schedule for hosts without systemd.
 //!
 //! [`web`] is the reader's side (`serve`): subscribe, one-click unsubscribe, manage, votes,
 //! the archive and feeds, all through per-reader signed links.
@@ -16,8 +17,10 @@
 //! [`app`] composes them; [`config`] turns the TOML file into a validated [`config::Config`].
 
 pub mod app;
+pub mod cadence;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod lock;
 pub mod logging;
@@ -25,7 +28,6 @@ pub mod mail;
 pub mod model;
 pub mod rank;
 pub mod render;
-pub mod schedule;
 pub mod source;
 pub mod store;
 pub mod text;

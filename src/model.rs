@@ -1,7 +1,9 @@
 //! Plain data that flows through the pipeline: papers, their ids, and ranked results.
 //! No I/O here; every other module speaks in these types.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Utc, Weekday};
+use chrono_tz::Tz;
+use lettre::message::Mailbox;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -190,6 +192,37 @@ fn union(into: &mut Vec<String>, from: Vec<String>) {
             into.push(s);
         }
     }
+}
+
+/// A named interest: the words, authors, categories and liked papers that make a paper
+/// match, validated from `[topics.NAME]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topic {
+    pub name: String,
+    pub keywords: Vec<String>,
+    pub exclude: Vec<String>,
+    pub require: Vec<String>,
+    pub authors: Vec<String>,
+    pub categories: Vec<String>,
+    pub weight: f64,
+    pub min_score: Option<f64>,
+    pub like: Vec<String>,
+}
+
+/// A reader: where to send, which topics, how many papers and how often; validated from
+/// the config, the subscribers file or the web page.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    pub email: Mailbox,
+    /// Lowercased address: the subscriber's key in the database.
+    pub key: String,
+    pub topics: Vec<String>,
+    pub max_papers: usize,
+    pub min_score: f64,
+    pub trending_weight: f64,
+    pub frequency: Frequency,
+    pub weekday: Weekday,
+    pub timezone: Tz,
 }
 
 #[cfg(test)]

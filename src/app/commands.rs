@@ -5,13 +5,14 @@ use super::{
     Candidates, Indexes, Job, Sent, fetch, fetch_days, items, liked_papers, papers_for, ranked_from_items,
     send_one, window,
 };
+use crate::cadence;
 use crate::cli::{PreviewArgs, PreviewFormat};
-use crate::config::{Config, Subscriber};
+use crate::config::Config;
 use crate::error::{Error, Result, exit};
 use crate::mail::{self, Envelope, Mailer};
+use crate::model::Subscriber;
 use crate::model::{Paper, PaperId};
 use crate::render::{DigestContext, Renderer};
-use crate::schedule;
 use crate::source::{self, http::HttpClient};
 use crate::store::{Delivery, Kind, NewDelivery, Outcome, Store};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
@@ -157,11 +158,11 @@ pub(super) async fn preview(cfg: &Config, args: &PreviewArgs, now: DateTime<Utc>
     let candidates = Candidates::load(cfg, &store, now)?;
     let liked = liked_papers(cfg, &store).await;
     let indexes = Indexes::new(cfg, &store, &candidates, &liked, now)?;
-    let edition = schedule::edition_key(sub, now);
+    let edition = cadence::edition_key(sub, now);
     // An unfinished ledger row is what the next run will send, so that is the preview.
     let items = match store.digest_delivery(&sub.key, edition)? {
         Some(row) if row.status.is_retryable() => row.items,
-        _ => items(&indexes.rank(sub, &store.seen(&sub.key)?)),
+        _ => items(&indexes.rank(sub, &candidates.seen(&store, sub)?)),
     };
     let papers = papers_for(&store, &candidates, items.iter())?;
     let ranked = ranked_from_items(&items, &papers);
@@ -182,7 +183,7 @@ pub(super) async fn preview(cfg: &Config, args: &PreviewArgs, now: DateTime<Utc>
                 })
                 .collect();
             let doc = serde_json::json!({ "to": sub.key, "edition": edition, "papers": list });
-            serde_json::to_vec_pretty(&doc).map_err(|e| Error::NotFound(e.to_string()))?
+            serde_json::to_vec_pretty(&doc).map_err(|e| Error::internal("writing the preview as JSON", e))?
         }
         format => {
             let ctx = DigestContext {
@@ -253,7 +254,7 @@ pub(super) async fn resend(
         items: original.items.clone(),
     };
     let Some(Some(id)) = store.insert_deliveries(std::slice::from_ref(&row), now)?.first().copied() else {
-        return Err(Error::NotFound("could not record the resend".into()));
+        return Err(Error::internal("recording the resend", "the ledger refused a new row"));
     };
     let job = Job {
         delivery_id: id,
@@ -262,7 +263,7 @@ pub(super) async fn resend(
         message_id: row.message_id,
         items: row.items,
     };
-    let papers = papers_for(&store, &Candidates { daily: Vec::new(), weekly: Vec::new() }, job.items.iter())?;
+    let papers = papers_for(&store, &Candidates::empty(), job.items.iter())?;
     let mailer = Mailer::new(&cfg.mail)?;
     let result = send_one(cfg, &store, &renderer_for(cfg)?, &mailer, &job, &papers, now).await;
     let (outcome, code) = match result {
@@ -333,8 +334,7 @@ pub(super) async fn retry_failed(cfg: &Config, edition: Option<NaiveDate>, now: 
             message_id: row.message_id,
             items: row.items,
         };
-        let papers =
-            papers_for(&store, &Candidates { daily: Vec::new(), weekly: Vec::new() }, job.items.iter())?;
+        let papers = papers_for(&store, &Candidates::empty(), job.items.iter())?;
         let result = if summary.transport_down {
             Sent::Unsent("not offered: the mail session failed".into())
         } else {
@@ -384,7 +384,7 @@ pub(super) async fn explain(
     let candidates = Candidates::load(cfg, &store, now)?;
     let liked = liked_papers(cfg, &store).await;
     let indexes = Indexes::new(cfg, &store, &candidates, &liked, now)?;
-    let explanation = indexes.explain(sub, &id, &store.seen(&sub.key)?);
+    let explanation = indexes.explain(sub, &id, &candidates.seen(&store, sub)?);
     // The reader's "More like this" / "Fewer like this" votes (from `serve`).
     let (liked, disliked) = store.feedback(&sub.key)?;
     let ids = |v: &[PaperId]| v.iter().map(PaperId::as_str).collect::<Vec<_>>().join(", ");
@@ -454,7 +454,7 @@ pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8>
     let next_run = if timer.is_some() {
         timer_next_elapse()
     } else {
-        schedule::next_run(&cfg.digest.schedule, cfg.digest.timezone, now)
+        cadence::next_run(&cfg.digest.schedule, cfg.digest.timezone, now)
     };
     let next_source = match &timer {
         Some(unit) => {
@@ -649,7 +649,7 @@ pub(super) fn render_sample(cfg: &Config, renderer: &Renderer, now: DateTime<Utc
             sample = Subscriber {
                 email: "Sample Reader <reader@example.org>"
                     .parse()
-                    .map_err(|e| Error::NotFound(format!("{e}")))?,
+                    .map_err(|e| Error::internal("making the sample reader", e))?,
                 key: "reader@example.org".into(),
                 topics: cfg.topics.keys().take(1).cloned().collect(),
                 max_papers: cfg.digest.max_papers,
@@ -676,7 +676,7 @@ pub(super) fn render_sample(cfg: &Config, renderer: &Renderer, now: DateTime<Utc
             }],
         })
         .collect();
-    let edition = schedule::edition_key(subscriber, now);
+    let edition = cadence::edition_key(subscriber, now);
     for papers in [&ranked[..], &[]] {
         let ctx = DigestContext {
             subscriber,

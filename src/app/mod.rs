@@ -5,17 +5,17 @@ mod commands;
 mod subscribers;
 
 use crate::cli::{Cli, Command};
-use crate::config::{self, Config, MailSettings, Subscriber};
+use crate::config::{self, Config, MailSettings};
 use crate::error::{Error, Result, exit};
 use crate::lock::InstanceLock;
 use crate::logging::mask_email;
 use crate::mail::{self, Envelope, Mailer};
-use crate::model::{Frequency, Paper, PaperId, Ranked};
+use crate::model::{Frequency, Paper, PaperId, Ranked, Subscriber};
 use crate::rank::{Feedback, Index};
 use crate::render::{DigestContext, Renderer};
-use crate::schedule;
 use crate::source::{self, Window, http::HttpClient};
 use crate::store::{Item, Kind, NewDelivery, Outcome, Store};
+use crate::{cadence, daemon};
 use chrono::{DateTime, Duration as Days, NaiveDate, Utc};
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -136,7 +136,7 @@ pub fn main(cli: Cli) -> Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::io("tokio runtime", e))?;
+        .map_err(|e| Error::internal("starting the async runtime", e))?;
     runtime.block_on(dispatch(cfg, cli.command, now, cli.now.is_some()))
 }
 
@@ -148,7 +148,7 @@ async fn dispatch(cfg: Config, command: Command, now: DateTime<Utc>, fixed_clock
         Command::Run => {
             let _lock = InstanceLock::acquire(&cfg.digest.lock_file)?;
             let shutdown = Shutdown::new();
-            schedule::cancel_on_signals(&shutdown)?;
+            daemon::cancel_on_signals(&shutdown)?;
             let summary = run_once(&cfg, now, &shutdown).await?;
             Ok(summary.exit_code())
         }
@@ -184,14 +184,14 @@ async fn dispatch(cfg: Config, command: Command, now: DateTime<Utc>, fixed_clock
         }
         Command::Serve => {
             let shutdown = Shutdown::new();
-            schedule::cancel_on_signals(&shutdown)?;
+            daemon::cancel_on_signals(&shutdown)?;
             crate::web::serve(cfg, now, shutdown).await
         }
         Command::Subscribers { action } => subscribers::run(&cfg, action, now),
         Command::Daemon => {
-            let clock =
-                if fixed_clock { schedule::Clock::starting_at(now) } else { schedule::Clock::system() };
-            schedule::daemon(cfg, Shutdown::new(), clock).await
+            let clock = if fixed_clock { daemon::Clock::starting_at(now) } else { daemon::Clock::system() };
+            let shutdown = Shutdown::new();
+            daemon::daemon(&cfg, &shutdown, clock, |now| run_once(&cfg, now, &shutdown)).await
         }
         Command::Init { .. } | Command::Completions { .. } | Command::Man => {
             unreachable!("handled before the config is loaded")
@@ -311,7 +311,8 @@ async fn fetch(cfg: &Config, store: &Store, now: DateTime<Utc>, days: u32) -> Re
         store.record_source(name, now, result.as_ref().map(|n| *n).map_err(String::as_str))?;
     }
     if fetched.ok == 0 && !fetched.errors.is_empty() {
-        return Err(Error::AllSourcesFailed { failed: fetched.errors.len() });
+        let sources = fetched.errors.into_iter().map(|(name, _)| name).collect::<Vec<_>>();
+        return Err(Error::AllSourcesFailed { failed: sources.len(), sources });
     }
     let merged = source::merge_all(papers);
     fetched.new_papers = store.record_fetch(&merged, &client.validators(), now)?;
@@ -359,19 +360,42 @@ async fn liked_papers(cfg: &Config, store: &Store) -> Vec<Paper> {
 struct Candidates {
     daily: Vec<Paper>,
     weekly: Vec<Paper>,
+    daily_since: DateTime<Utc>,
+    weekly_since: DateTime<Utc>,
 }
 
 impl Candidates {
     fn load(cfg: &Config, store: &Store, now: DateTime<Utc>) -> Result<Self> {
-        let daily = store.candidates(now - Days::days(i64::from(cfg.digest.lookback_days)))?;
+        let daily_since = now - Days::days(i64::from(cfg.digest.lookback_days));
+        let weekly_since = now - Days::days(i64::from(cfg.digest.lookback_days.max(7)));
+        let daily = store.candidates(daily_since)?;
         let weekly = if cfg.subscribers.iter().any(|s| s.frequency == Frequency::Weekly) {
-            store.candidates(now - Days::days(i64::from(cfg.digest.lookback_days.max(7))))?
+            store.candidates(weekly_since)?
         } else {
             Vec::new()
         };
-        Ok(Candidates { daily, weekly })
+        Ok(Candidates { daily, weekly, daily_since, weekly_since })
+    }
+
+    /// No candidates: for resends, whose papers all come from the store.
+    fn empty() -> Self {
+        let (daily_since, weekly_since) = (DateTime::<Utc>::MAX_UTC, DateTime::<Utc>::MAX_UTC);
+        Candidates { daily: Vec::new(), weekly: Vec::new(), daily_since, weekly_since }
+    }
+
+    /// Which of a subscriber's candidates they were already sent.
+    fn seen(&self, store: &Store, sub: &Subscriber) -> Result<HashSet<PaperId>> {
+        let since = match sub.frequency {
+            Frequency::Daily => self.daily_since,
+            Frequency::Weekly => self.weekly_since,
+        };
+        store.seen_since(&sub.key, since)
     }
 }
+
+/// How long past the longest candidate window a `seen` row is kept: a margin for a
+/// paper whose publication date a source reports late.
+const SEEN_MARGIN_DAYS: i64 = 30;
 
 struct Indexes<'a> {
     daily: Index<'a>,
@@ -531,6 +555,10 @@ async fn run_inner(
         summary.errors.extend(fetched.errors.iter().map(|(name, e)| format!("source {name} failed: {e}")));
     }
     let candidates = Candidates::load(cfg, store, now)?;
+    let forgotten = store.prune_seen(candidates.weekly_since - Days::days(SEEN_MARGIN_DAYS))?;
+    if forgotten > 0 {
+        tracing::debug!(rows = forgotten, "forgot papers sent before the candidate windows");
+    }
     if candidates.daily.is_empty() {
         tracing::debug!(
             "no papers in the last {} days (a weekend or a quiet day?)",
@@ -554,7 +582,7 @@ async fn run_inner(
         if shutdown.is_cancelled() || summary.transport_down {
             break;
         }
-        let jobs = plan(cfg, store, &indexes, chunk, now, &mut summary)?;
+        let jobs = plan(cfg, store, &candidates, &indexes, chunk, now, &mut summary)?;
         progress.inc((chunk.len() - jobs.len()) as u64);
         send_jobs(&composer, store, &mailer, &shelf, jobs, now, shutdown, &mut summary, &progress).await?;
     }
@@ -581,9 +609,11 @@ impl RunSummary {
 
 /// Decides, per subscriber of a chunk, what to send: a retry of an unfinished ledger row
 /// (same Message-ID, same papers) or a fresh ranking recorded as pending before any attempt.
+#[allow(clippy::too_many_arguments)]
 fn plan<'c>(
     cfg: &'c Config,
     store: &Store,
+    candidates: &Candidates,
     indexes: &Indexes<'_>,
     chunk: &'c [Subscriber],
     now: DateTime<Utc>,
@@ -593,8 +623,8 @@ fn plan<'c>(
     let mut fresh = Vec::new();
     let mut fresh_subs = Vec::new();
     for sub in chunk {
-        let edition = schedule::edition_key(sub, now);
-        if !schedule::is_due(sub, now) && !missed_weekly(store, sub, edition)? {
+        let edition = cadence::edition_key(sub, now);
+        if !cadence::is_due(sub, now) && !missed_weekly(store, sub, edition)? {
             summary.skipped += 1;
             continue;
         }
@@ -614,7 +644,7 @@ fn plan<'c>(
                 summary.skipped += 1;
             }
             None => {
-                let seen = store.seen(&sub.key)?;
+                let seen = candidates.seen(store, sub)?;
                 let ranked = indexes.rank(sub, &seen);
                 if ranked.is_empty() && !cfg.digest.send_empty {
                     // A quiet day is one summary line, not one line per subscriber.
@@ -1169,7 +1199,7 @@ async fn alert_if_due(cfg: &Config, store: &Store, now: DateTime<Utc>, error: &s
     // The alert goes through the ledger too, so `status` and the database show it was sent.
     let row = NewDelivery {
         subscriber: to.to_lowercase(),
-        edition: schedule::edition_date(now, cfg.digest.timezone),
+        edition: cadence::edition_date(now, cfg.digest.timezone),
         kind: Kind::Alert,
         message_id: mail::new_message_id(&cfg.mail),
         items: Vec::new(),
@@ -1303,8 +1333,12 @@ mod tests {
         let store = Store::open_in_memory().unwrap();
         let paper = |id: &str| Paper { id: PaperId(id.into()), title: id.into(), ..Paper::default() };
         store.record_fetch(&[paper("2411.3")], &HashMap::new(), now()).unwrap();
-        let candidates =
-            Candidates { daily: vec![paper("2411.1"), paper("2411.2")], weekly: vec![paper("2411.1")] };
+        let candidates = Candidates {
+            daily: vec![paper("2411.1"), paper("2411.2")],
+            weekly: vec![paper("2411.1")],
+            daily_since: now(),
+            weekly_since: now(),
+        };
         let shelf = Arc::new(shelf(&candidates));
         assert_eq!(shelf.len(), 2);
         let item = |id: &str| Item { id: PaperId(id.into()), score: 1.0, topic: None, matched: vec![] };

@@ -82,12 +82,7 @@ impl HttpClient {
             .connect_timeout(settings.connect_timeout)
             .redirect(policy)
             .build()
-            .map_err(|e| Error::Fetch {
-                url: String::new(),
-                status: None,
-                transient: false,
-                message: format!("cannot build the HTTP client: {}", describe(&e)),
-            })?;
+            .map_err(|e| Error::internal("building the HTTP client", describe(&e)))?;
         Ok(HttpClient {
             client,
             settings: settings.clone(),

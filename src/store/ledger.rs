@@ -160,16 +160,17 @@ pub struct RunRecord {
 const DELIVERY_COLUMNS: &str = "id, subscriber, edition, kind, message_id, status, items, attempts, last_error, created_at, updated_at, sent_at";
 
 fn delivery(r: &Row<'_>) -> rusqlite::Result<Delivery> {
+    let id: i64 = r.get(0)?;
     let edition: String = r.get(2)?;
     let items: String = r.get(6)?;
     Ok(Delivery {
-        id: r.get(0)?,
+        id,
         subscriber: r.get(1)?,
-        edition: edition.parse().unwrap_or_default(),
+        edition: edition.parse().map_err(|e| unreadable(id, 2, "edition", &e))?,
         kind: Kind::parse(&r.get::<_, String>(3)?),
         message_id: r.get(4)?,
         status: Status::parse(&r.get::<_, String>(5)?),
-        items: serde_json::from_str(&items).unwrap_or_default(),
+        items: parse_items(id, &items)?,
         attempts: r.get::<_, i64>(7)? as u32,
         last_error: r.get(8)?,
         created_at: r.get(9)?,
@@ -177,6 +178,25 @@ fn delivery(r: &Row<'_>) -> rusqlite::Result<Delivery> {
         sent_at: r.get(11)?,
     })
 }
+
+/// A ledger row's papers. A row whose list does not parse is an error naming the row: read
+/// as empty, it would be sent as an empty digest and its papers never marked seen.
+fn parse_items(id: i64, items: &str) -> rusqlite::Result<Vec<Item>> {
+    serde_json::from_str(items).map_err(|e| unreadable(id, 6, "items", &e))
+}
+
+/// The error for a ledger column that does not parse, naming the row and the column.
+fn unreadable(id: i64, column: usize, name: &str, e: &dyn fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        rusqlite::types::Type::Text,
+        format!("deliveries row {id}: column `{name}` cannot be read ({e}); fix or delete the row").into(),
+    )
+}
+
+/// What a run left in `runs` when its process ended before recording how it went.
+const CRASHED: &str =
+    "did not finish: the process stopped (a crash, a kill or a power cut) before recording the run";
 
 impl Store {
     /// The digest row of a subscriber's edition, if one was planned.
@@ -271,7 +291,7 @@ impl Store {
         conn: &mut Connection,
         work: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
     ) -> Result<T> {
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = super::write_transaction(conn).map_err(|e| self.err(e))?;
         let out = work(&tx).map_err(|e| self.err(e))?;
         self.check_file()?;
         tx.commit().map_err(|e| self.err(e))?;
@@ -307,7 +327,7 @@ impl Store {
                             .query_row(params![id, now_s], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                             .optional()?;
                         if let Some((subscriber, edition, items)) = row {
-                            let items: Vec<Item> = serde_json::from_str(&items).unwrap_or_default();
+                            let items = parse_items(*id, &items)?;
                             for item in items {
                                 seen.execute(params![subscriber, item.id.as_str(), edition, now_s])?;
                             }
@@ -368,14 +388,25 @@ impl Store {
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
+    /// Records a run as started. Runs hold the instance lock, so a run still marked
+    /// `running` at this point belongs to a process that ended without finishing it: it is
+    /// recorded as failed, and counts toward the alert like any other failed run.
     pub fn start_run(&self, command: &str, now: DateTime<Utc>) -> Result<i64> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO runs (command, started_at, status) VALUES (?1, ?2, 'running')",
-            params![command, ts(now)],
-        )
-        .map_err(|e| self.err(e))?;
-        Ok(conn.last_insert_rowid())
+        let mut conn = self.conn();
+        self.in_transaction(&mut conn, |tx| {
+            let crashed = tx.execute(
+                "UPDATE runs SET status = 'failed', error = ?2 WHERE command = ?1 AND status = 'running'",
+                params![command, CRASHED],
+            )?;
+            if crashed > 0 {
+                tracing::warn!("{crashed} earlier run(s) {CRASHED}; counted as failed");
+            }
+            tx.execute(
+                "INSERT INTO runs (command, started_at, status) VALUES (?1, ?2, 'running')",
+                params![command, ts(now)],
+            )?;
+            Ok(tx.last_insert_rowid())
+        })
     }
 
     pub fn finish_run(
@@ -505,6 +536,43 @@ mod tests {
         }
         assert_eq!(store.consecutive_failures().unwrap(), 2);
         assert!(store.last_success().unwrap().is_some());
+    }
+
+    #[test]
+    fn a_run_that_never_finished_counts_as_failed_when_the_next_one_starts() {
+        let store = Store::open_in_memory().unwrap();
+        let ok = store.start_run("run", now()).unwrap();
+        store.finish_run(ok, "ok", None, None, now()).unwrap();
+        let crashed = store.start_run("run", now()).unwrap();
+        let next = store.start_run("run", now()).unwrap();
+        store.finish_run(next, "failed", None, Some("all sources failed"), now()).unwrap();
+        assert_eq!(store.consecutive_failures().unwrap(), 2);
+        let status: (String, String) = store
+            .conn()
+            .query_row("SELECT status, error FROM runs WHERE id = ?1", [crashed], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(status.0, "failed");
+        assert!(status.1.contains("did not finish"), "{}", status.1);
+    }
+
+    #[test]
+    fn an_unreadable_ledger_row_is_an_error_naming_the_row_not_an_empty_1970_digest() {
+        let store = Store::open_in_memory().unwrap();
+        let id = store.insert_deliveries(&[planned("a@x.org", "<1@x>")], now()).unwrap()[0].unwrap();
+        store.conn().execute("UPDATE deliveries SET items = 'not json' WHERE id = ?1", [id]).unwrap();
+        let edition = "2024-11-27".parse().unwrap();
+        let err = store.digest_delivery("a@x.org", edition).unwrap_err().to_string();
+        assert!(err.contains(&format!("deliveries row {id}")) && err.contains("items"), "{err}");
+        let err = store.record_outcomes(&[Outcome::Sent { id }], now()).unwrap_err().to_string();
+        assert!(err.contains(&format!("deliveries row {id}")), "{err}");
+        store
+            .conn()
+            .execute("UPDATE deliveries SET items = '[]', edition = 'someday' WHERE id = ?1", [id])
+            .unwrap();
+        let err = store.latest_delivery("a@x.org", None).unwrap_err().to_string();
+        assert!(err.contains(&format!("deliveries row {id}")) && err.contains("edition"), "{err}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::model::{Paper, PaperId};
 use crate::source::http::Validators;
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -103,12 +103,12 @@ impl Store {
             }
         };
         if version != MIGRATIONS.len() as i64 {
-            return Err(Error::Store {
+            return Err(Error::StoreSchema {
                 path: path.to_path_buf(),
-                source: rusqlite::Error::InvalidParameterName(format!(
+                message: format!(
                     "schema version {version}, this paper-digest reads {}; run any other command once to migrate it",
                     MIGRATIONS.len()
-                )),
+                ),
             });
         }
         Ok(Store { conn: Mutex::new(conn), path: path.to_path_buf(), identity: None })
@@ -150,16 +150,16 @@ impl Store {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| Error::store(&self.path, e))?;
         if version > MIGRATIONS.len() as i64 {
-            return Err(Error::Store {
+            return Err(Error::StoreSchema {
                 path: self.path.clone(),
-                source: rusqlite::Error::InvalidParameterName(format!(
+                message: format!(
                     "schema version {version} is newer than this paper-digest knows ({}); upgrade paper-digest",
                     MIGRATIONS.len()
-                )),
+                ),
             });
         }
         for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.transaction().map_err(|e| Error::store(&self.path, e))?;
+            let tx = write_transaction(&mut conn).map_err(|e| Error::store(&self.path, e))?;
             tx.execute_batch(sql).map_err(|e| Error::store(&self.path, e))?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)
                 .map_err(|e| Error::store(&self.path, e))?;
@@ -190,7 +190,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<usize> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = write_transaction(&mut conn).map_err(|e| self.err(e))?;
         let now_s = ts(now);
         let mut new = 0;
         {
@@ -304,13 +304,13 @@ impl Store {
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
-    /// Papers first reported or published since `since`: the candidates of a run.
+    /// Papers first reported or published since `since`: the candidates of a run. Not
+    /// those merely reported again (`last_seen`): every fetch of a week-long window for a
+    /// weekly subscriber would otherwise put the whole week before the daily ones.
     pub fn candidates(&self, since: DateTime<Utc>) -> Result<Vec<Paper>> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT data FROM papers WHERE first_seen >= ?1 OR published >= ?1 OR last_seen >= ?1 ORDER BY id",
-            )
+            .prepare_cached("SELECT data FROM papers WHERE first_seen >= ?1 OR published >= ?1 ORDER BY id")
             .map_err(|e| self.err(e))?;
         let rows = stmt.query_map([ts(since)], |r| r.get::<_, String>(0)).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
@@ -359,7 +359,35 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// The papers a subscriber has been sent.
+    /// The papers among the candidates since `since` ([`Store::candidates`]) that a
+    /// subscriber has been sent: all a ranking needs, however long the history.
+    pub fn seen_since(&self, subscriber: &str, since: DateTime<Utc>) -> Result<HashSet<PaperId>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT s.paper_id FROM seen s JOIN papers p ON p.id = s.paper_id
+                 WHERE s.subscriber = ?1 AND (p.first_seen >= ?2 OR p.published >= ?2)",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![subscriber, ts(since)], |r| r.get::<_, String>(0).map(PaperId))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
+    /// Forgets what subscribers were sent before `before`; returns how many rows went.
+    /// A paper sent then was first stored before then too, so it is no candidate of a
+    /// window that starts later: the row would never be asked for again.
+    pub fn prune_seen(&self, before: DateTime<Utc>) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = write_transaction(&mut conn).map_err(|e| self.err(e))?;
+        let n = tx.execute("DELETE FROM seen WHERE seen_at < ?1", [ts(before)]).map_err(|e| self.err(e))?;
+        self.check_file()?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(n)
+    }
+
+    /// Every paper a subscriber has been sent (that is not pruned yet).
     pub fn seen(&self, subscriber: &str) -> Result<HashSet<PaperId>> {
         let conn = self.conn();
         let mut stmt = conn
@@ -369,6 +397,15 @@ impl Store {
             stmt.query_map([subscriber], |r| r.get::<_, String>(0).map(PaperId)).map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
+}
+
+/// A transaction that takes the write lock when it begins (`BEGIN IMMEDIATE`). Every
+/// transaction that writes uses it: a deferred one that reads first takes a snapshot, and
+/// if another connection commits before its first write, that write fails at once with
+/// `SQLITE_BUSY_SNAPSHOT`, which no busy timeout waits out. Taking the lock up front makes
+/// a concurrent writer wait (up to the busy timeout) instead.
+pub(crate) fn write_transaction(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
 }
 
 /// Makes the stored validators equal `validators`, writing only what changed, and forgets
@@ -440,6 +477,23 @@ mod tests {
     }
 
     #[test]
+    fn a_database_from_a_newer_paper_digest_is_refused_by_its_schema_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        let err = Store::open(&path).unwrap_err();
+        assert!(matches!(err, Error::StoreSchema { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains("schema version 99") && message.contains("upgrade paper-digest"),
+            "{message}"
+        );
+        assert!(!message.contains("parameter"), "{message}");
+        let err = Store::open_read_only(&path).unwrap_err().to_string();
+        assert!(err.contains("schema version 99"), "{err}");
+    }
+
+    #[test]
     fn upsert_keeps_one_row_the_latest_upvotes_and_every_source() {
         let store = Store::open_in_memory().unwrap();
         let now = at("2024-11-27T07:00:00Z");
@@ -479,6 +533,69 @@ mod tests {
         let got = store.http_validators().unwrap();
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got["http://x/kept"], v("3"));
+    }
+
+    #[test]
+    fn two_processes_storing_fetches_at_once_wait_for_each_other_instead_of_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let stores = [Store::open(&path).unwrap(), Store::open(&path).unwrap()];
+        let papers: Vec<Paper> = (0..20).map(|i| paper(&format!("2411.{i}"), "arxiv", 0)).collect();
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = stores
+                .iter()
+                .map(|store| {
+                    // Each fetch reads the stored copies before writing the merged ones.
+                    scope.spawn(|| {
+                        (0..100).try_for_each(|_| {
+                            store.record_fetch(&papers, &HashMap::new(), at("2024-11-27T07:00:00Z")).map(drop)
+                        })
+                    })
+                })
+                .collect();
+            for worker in workers {
+                worker.join().unwrap().unwrap();
+            }
+        });
+    }
+
+    #[test]
+    fn a_paper_reported_again_is_no_candidate_of_a_window_that_starts_after_it_arrived() {
+        let store = Store::open_in_memory().unwrap();
+        let mut old = paper("2411.1", "arxiv", 0);
+        old.published = Some(at("2024-11-21T00:00:00Z"));
+        store.record_fetch(&[old.clone()], &HashMap::new(), at("2024-11-21T07:00:00Z")).unwrap();
+        // A weekly subscriber's fetch of the whole week reports it again today.
+        store
+            .record_fetch(&[old, paper("2411.2", "arxiv", 0)], &HashMap::new(), at("2024-11-27T07:00:00Z"))
+            .unwrap();
+        let daily = store.candidates(at("2024-11-25T07:00:00Z")).unwrap();
+        assert_eq!(daily.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["2411.2"]);
+        let weekly = store.candidates(at("2024-11-20T07:00:00Z")).unwrap();
+        assert_eq!(weekly.len(), 2);
+    }
+
+    #[test]
+    fn seen_rows_are_loaded_for_the_window_only_and_pruned_once_old() {
+        let store = Store::open_in_memory().unwrap();
+        store
+            .record_fetch(&[paper("2411.1", "arxiv", 0)], &HashMap::new(), at("2024-10-01T07:00:00Z"))
+            .unwrap();
+        store
+            .record_fetch(&[paper("2411.2", "arxiv", 0)], &HashMap::new(), at("2024-11-27T07:00:00Z"))
+            .unwrap();
+        let seen = |id: &str, when: &str| {
+            store
+                .conn()
+                .execute("INSERT INTO seen VALUES ('a@x.org', ?1, '2024-01-01', ?2)", [id, when])
+                .unwrap();
+        };
+        seen("2411.1", "2024-10-01T08:00:00.000Z");
+        seen("2411.2", "2024-11-27T08:00:00.000Z");
+        let recent = store.seen_since("a@x.org", at("2024-11-20T00:00:00Z")).unwrap();
+        assert_eq!(recent, HashSet::from([PaperId("2411.2".into())]));
+        assert_eq!(store.prune_seen(at("2024-11-01T00:00:00Z")).unwrap(), 1);
+        assert_eq!(store.seen("a@x.org").unwrap(), recent);
     }
 
     #[test]

@@ -244,7 +244,7 @@ impl Store {
     pub fn confirm(&self, p: &Pending, now: DateTime<Utc>) -> Result<()> {
         let topics = topics_json(&p.topics).map_err(|e| self.err(e))?;
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = super::write_transaction(&mut conn).map_err(|e| self.err(e))?;
         tx.execute("DELETE FROM pending_readers WHERE subscriber = ?1", [&p.subscriber])
             .map_err(|e| self.err(e))?;
         tx.execute("DELETE FROM suppressions WHERE subscriber = ?1", [&p.subscriber])

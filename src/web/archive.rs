@@ -3,8 +3,8 @@
 
 use super::token::Purpose;
 use super::{FEED_EDITIONS, St, Web};
-use crate::config::Subscriber;
 use crate::error::Result;
+use crate::model::Subscriber;
 use crate::model::{Frequency, Paper, PaperId, Ranked};
 use crate::render::DigestContext;
 use crate::store::Item;

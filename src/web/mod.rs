@@ -20,9 +20,10 @@ mod vote;
 
 pub use links::Links;
 
-use crate::config::{Config, Subscriber};
+use crate::config::Config;
 use crate::error::{Error, Result, exit};
 use crate::mail::Mailer;
+use crate::model::Subscriber;
 use crate::render::Renderer;
 use crate::store::Store;
 use axum::Router;

@@ -5,9 +5,10 @@
 //! liked papers, so they keep counting after the voted paper leaves the candidate window
 //! (within it, `rank::Feedback` moves its neighbours up and a disliked paper's down).
 
-use crate::config::{Config, Subscriber, Topic};
+use crate::config::Config;
 use crate::error::Result;
 use crate::model::PaperId;
+use crate::model::{Subscriber, Topic};
 use crate::store::{Reader, ReaderOrigin, Store};
 use chrono::Weekday;
 use std::collections::{HashMap, HashSet};
