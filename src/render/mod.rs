@@ -337,8 +337,9 @@ impl Renderer {
     }
 }
 
-fn inline_error(e: String) -> Error {
-    Error::Render { name: HTML.into(), message: format!("inlining CSS: {e}") }
+fn inline_error(mut message: String) -> Error {
+    message.insert_str(0, "inlining CSS: ");
+    Error::Render { name: HTML.into(), message }
 }
 
 /// Marks where a card's HTML goes in a rendered digest until the page around it has its
