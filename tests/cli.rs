@@ -403,26 +403,26 @@ fn site_with_template(http: &str, smtp_port: u16, name: &str, text: &str) -> Sit
 fn check_names_the_file_line_and_undefined_name_of_a_template_mistake() {
     let http = hf_server();
     let builtin =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/digest.html")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/card.html")).unwrap();
     let broken = builtin.replacen("{{ paper.title }}", "{{ paper.titel }}", 1);
     assert_ne!(broken, builtin);
-    let site = site_with_template(&http.url(), SmtpServer::closed_port(), "digest.html", &broken);
+    let site = site_with_template(&http.url(), SmtpServer::closed_port(), "card.html", &broken);
     let out = site.run(&["check"]);
     assert_eq!(code(&out), 78, "{}", stdout(&out));
     let err = stderr(&out);
     let line = line_of(&broken, "paper.titel");
-    assert!(err.contains(&format!("tpl/digest.html:{line}:")), "{err}");
+    assert!(err.contains(&format!("tpl/card.html:{line}:")), "{err}");
     assert!(err.contains("`paper.titel` is undefined"), "{err}");
     assert!(!stdout(&out).contains("config ok"));
 
     // A name piped into a filter is named too, not the filter.
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/digest.txt")).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/card.txt")).unwrap();
     let broken = text.replacen("paper.authors |", "paper.autors |", 1);
-    std::fs::remove_file(site.path("tpl/digest.html")).unwrap();
-    std::fs::write(site.path("tpl/digest.txt"), &broken).unwrap();
+    std::fs::remove_file(site.path("tpl/card.html")).unwrap();
+    std::fs::write(site.path("tpl/card.txt"), &broken).unwrap();
     let err = stderr(&site.run(&["check"]));
     assert!(err.contains("`paper.autors` is undefined"), "{err}");
-    assert!(err.contains(&format!("tpl/digest.txt:{}:", line_of(&broken, "paper.autors"))), "{err}");
+    assert!(err.contains(&format!("tpl/card.txt:{}:", line_of(&broken, "paper.autors"))), "{err}");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! template overrides.
 
 use paper_digest::model::{Paper, PaperId, Ranked};
-use paper_digest::render::{DigestContext, MAX_MESSAGE_BYTES, Rendered, Renderer};
+use paper_digest::render::{DigestContext, MAX_MESSAGE_BYTES, ReaderLinks, Rendered, Renderer};
 use scraper::{Html, Selector};
 
 #[path = "fixtures/render/digest.rs"]
@@ -302,6 +302,149 @@ fn a_file_in_the_templates_folder_replaces_the_built_in_one() {
     assert_eq!(digest.subject, "Reading list for alice@example.org: 3");
     // The others stay built in.
     assert!(digest.html.contains("More matches") || digest.html.contains("class=\"card\""));
+}
+
+/// An override of digest.html written before the card partials existed (every card field
+/// spelt out, no `paper.html`) renders the same digest as the built-in templates.
+#[test]
+fn a_digest_override_that_does_not_use_the_card_partials_still_renders_every_card() {
+    let builtin = |name: &str| {
+        std::fs::read_to_string(format!("{}/templates/{name}", env!("CARGO_MANIFEST_DIR")))
+            .expect("a template")
+    };
+    let card_html = builtin("card.html");
+    let block = |source: &str, name: &str| {
+        let start = source.find(&format!("{{% block {name} %}}\n")).expect("the block") + name.len() + 13;
+        source[start..].split("{% endblock %}").next().expect("its end").to_string()
+    };
+    let html = builtin("digest.html")
+        .replace("{{ paper.html.main -}}\n", &block(&card_html, "main"))
+        .replace("{{ paper.html.links -}}\n", &block(&card_html, "links"));
+    assert!(!html.contains("paper.html"));
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(dir.path().join("digest.html"), html).expect("write");
+    let old = Renderer::new(Some(dir.path())).expect("the override compiles");
+    let builtin = Renderer::new(None).expect("the built-in templates compile");
+    let cfg = config();
+    let papers = papers();
+    for (sub, max) in [(0, 10), (2, 50)] {
+        let sub = &cfg.subscribers[sub];
+        let ranked = rank(&cfg, sub, &papers, max);
+        let ctx = DigestContext {
+            subscriber: sub,
+            edition: edition(),
+            papers: &ranked,
+            unsubscribe_url: Some("https://digest.example.org/unsubscribe"),
+            unsubscribe_mailto: None,
+        };
+        assert_eq!(
+            old.render(&ctx).expect("renders"),
+            builtin.render(&ctx).expect("renders"),
+            "{max} papers"
+        );
+    }
+}
+
+/// A card.html override changes every card; what stays per reader (rank, chips) is still
+/// the digest's.
+#[test]
+fn a_card_override_changes_every_card_and_leaves_rank_and_chips_to_the_digest() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(
+        dir.path().join("card.html"),
+        "{% block main %}<h2 class=\"title\">[{{ paper.title }}]</h2>\n{% endblock %}",
+    )
+    .expect("write");
+    let renderer = Renderer::new(Some(dir.path())).expect("the override compiles");
+    let cfg = config();
+    let papers = papers();
+    let sub = &cfg.subscribers[0];
+    let ranked = rank(&cfg, sub, &papers, 3);
+    let ctx = DigestContext {
+        subscriber: sub,
+        edition: edition(),
+        papers: &ranked,
+        unsubscribe_url: None,
+        unsubscribe_mailto: None,
+    };
+    let digest = renderer.render(&ctx).expect("renders");
+    let doc = Html::parse_document(&digest.html);
+    let titles: Vec<String> = select(&doc, "h2.title").iter().map(|h| h.text().collect()).collect();
+    assert_eq!(titles.len(), 3);
+    assert!(titles.iter().all(|t| t.starts_with('[') && t.ends_with(']')), "{titles:?}");
+    // Styled like the built-in title; no `links` block, so no paper links, but the chips stay.
+    assert!(select(&doc, "h2.title")[0].value().attr("style").is_some_and(|s| s.contains("font-size")));
+    assert!(select(&doc, "p.links").is_empty());
+    assert_eq!(select(&doc, "td.card .chip.topic").len(), 3);
+    assert!(digest.html.contains("#3"));
+    assert!(!digest.html.contains("paper-digest-card"));
+}
+
+/// Cards are shared by every digest of a run; each reader's signed vote and footer links
+/// are still their own.
+#[test]
+fn two_readers_of_the_same_papers_get_their_own_vote_and_footer_links() {
+    let renderer = Renderer::new(None).expect("templates");
+    let cfg = config();
+    let papers = papers();
+    let sub = &cfg.subscribers[0];
+    let ranked = rank(&cfg, sub, &papers, 3);
+    let ctx = DigestContext {
+        subscriber: sub,
+        edition: edition(),
+        papers: &ranked,
+        unsubscribe_url: None,
+        unsubscribe_mailto: None,
+    };
+    let links = |who: &str| ReaderLinks {
+        unsubscribe: format!("https://digest.example.org/u/{who}"),
+        manage: format!("https://digest.example.org/m/{who}"),
+        archive: format!("https://digest.example.org/a/{who}"),
+        votes: ranked
+            .iter()
+            .map(|r| {
+                let id = r.paper.id.clone();
+                let urls = (
+                    format!("https://digest.example.org/v/{who}/{id}/up"),
+                    format!("https://digest.example.org/v/{who}/{id}/down"),
+                );
+                (id, urls)
+            })
+            .collect(),
+    };
+    for who in ["first", "second", "first"] {
+        let digest = renderer.render_with_links(&ctx, Some(&links(who))).expect("renders");
+        for r in &ranked {
+            let up = format!("https://digest.example.org/v/{who}/{}/up", r.paper.id);
+            assert!(digest.html.contains(&format!("href=\"{up}\"")) && digest.text.contains(&up), "{up}");
+        }
+        assert_eq!(digest.html.matches("/v/").count(), 6);
+        assert!(digest.html.contains(&format!("https://digest.example.org/m/{who}")));
+        assert!(digest.text.contains(&format!("Unsubscribe: https://digest.example.org/u/{who}")));
+        assert_client_safe(&digest.html);
+    }
+}
+
+/// The card partial sees only the paper: a reader's value there is an error naming it.
+#[test]
+fn a_card_partial_that_asks_for_the_rank_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(dir.path().join("card.txt"), "{% block main %}{{ paper.rank }}{% endblock %}")
+        .expect("write");
+    let renderer = Renderer::new(Some(dir.path())).expect("compiles");
+    let cfg = config();
+    let papers = papers();
+    let sub = &cfg.subscribers[0];
+    let ranked = rank(&cfg, sub, &papers, 3);
+    let ctx = DigestContext {
+        subscriber: sub,
+        edition: edition(),
+        papers: &ranked,
+        unsubscribe_url: None,
+        unsubscribe_mailto: None,
+    };
+    let err = renderer.render(&ctx).expect_err("the rank is not a card's");
+    assert!(err.to_string().contains("card.txt") && err.to_string().contains("paper.rank"), "{err}");
 }
 
 #[test]

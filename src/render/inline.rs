@@ -40,7 +40,7 @@ impl std::fmt::Debug for Inliner {
 }
 
 /// What is known about one stylesheet.
-struct Sheet {
+pub(super) struct Sheet {
     /// The `<style>` element as the template wrote it.
     element: String,
     /// Whether every inlinable rule has a plain selector (so shapes can be cached).
@@ -72,6 +72,19 @@ impl Inliner {
             },
             _ => self.inline_whole(html),
         }
+    }
+
+    /// The document's stylesheet when it can be spliced (plain selectors); `None` sends the
+    /// document through [`Inliner::inline`].
+    pub(super) fn plain_sheet(&self, html: &str) -> Result<Option<Arc<Sheet>>, String> {
+        Ok(self.sheet_of(html)?.filter(|sheet| sheet.plain))
+    }
+
+    /// Splices `sheet`'s styles into a document or a fragment of one: the same styles each
+    /// element would get in the whole document, since a plain sheet's styles depend on the
+    /// element alone. `None` when there are too many shapes (or a second `<style>`).
+    pub(super) fn splice_with(&self, html: &str, sheet: &Sheet) -> Result<Option<String>, String> {
+        self.splice(html, sheet)
     }
 
     /// css-inline over the whole document: the way for stylesheets that are not plain.

@@ -22,7 +22,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 /// Everything a digest template sees.
 #[derive(Debug)]
@@ -72,15 +72,24 @@ const BUILTIN: &[(&str, &str)] = &[
     ("style.css", include_str!("../../templates/style.css")),
     ("digest.txt", include_str!("../../templates/digest.txt")),
     ("subject.txt", include_str!("../../templates/subject.txt")),
+    ("card.html", include_str!("../../templates/card.html")),
+    ("card.txt", include_str!("../../templates/card.txt")),
 ];
 
 /// The templates [`Renderer::render`] renders directly.
 const SUBJECT: &str = "subject.txt";
 const HTML: &str = "digest.html";
 const TEXT: &str = "digest.txt";
+/// The partials rendered once per paper (see [`CardParts`]), and the blocks of each that a
+/// digest can place.
+const CARD_HTML: &str = "card.html";
+const CARD_TEXT: &str = "card.txt";
+const CARD_HTML_BLOCKS: [&str; 2] = ["main", "links"];
+const CARD_TEXT_BLOCKS: [&str; 2] = ["authors", "main"];
 
 /// How much of an abstract a card shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
 enum Summary {
     /// Two or three sentences.
     Full,
@@ -180,11 +189,21 @@ impl Renderer {
     ) -> Result<Rendered> {
         let digest = Digest::new(ctx, links, |p| self.paper_text(p));
         let n = digest.papers.len();
-        let subject = clean(&self.render_template(SUBJECT, &digest.page("", Layout::all(n)))?);
+        let parts = |layout: Layout| -> Result<Vec<Arc<CardParts>>> {
+            let cards = layout.cards.min(n);
+            digest.papers[..cards].iter().map(|p| self.card_parts(&p.text, layout.summary)).collect()
+        };
+        let full = parts(Layout::all(n))?;
+        let subject = clean(&self.render_template(SUBJECT, &digest.page("", Layout::all(n), &full))?);
 
         let attempt = |layout: Layout| -> Result<(Rendered, bool)> {
-            let page = digest.page(&subject, layout);
-            let html = self.inline(&self.render_template(HTML, &page)?)?;
+            let parts = if layout.summary == Summary::Full && layout.cards >= n {
+                full.clone()
+            } else {
+                parts(layout)?
+            };
+            let page = digest.page(&subject, layout, &parts);
+            let html = self.inline_digest(&self.render_template(HTML, &page)?, &parts)?;
             let text = self.render_template(TEXT, &page)?;
             let fits =
                 transfer_size_bound(&html) + transfer_size_bound(&text) + subject.len() + HEADER_HEADROOM
@@ -225,9 +244,77 @@ impl Renderer {
     }
 
     fn inline(&self, html: &str) -> Result<String> {
-        self.inliner
-            .inline(html)
-            .map_err(|e| Error::Render { name: HTML.into(), message: format!("inlining CSS: {e}") })
+        self.inliner.inline(html).map_err(inline_error)
+    }
+
+    /// Inlines a rendered digest whose cards are still placeholders (see [`CardParts`]):
+    /// with a plain stylesheet the page around the cards is spliced and each card's HTML
+    /// goes in with the styles it was given once per run; otherwise the cards go in as
+    /// rendered and the whole message is inlined.
+    fn inline_digest(&self, html: &str, parts: &[Arc<CardParts>]) -> Result<String> {
+        let pieces = || parts.iter().flat_map(|p| p.html.iter());
+        if !html.contains(PLACEHOLDER) {
+            return self.inline(html);
+        }
+        if let Some(sheet) = self.inliner.plain_sheet(html).map_err(inline_error)?
+            && let Some(page) = self.inliner.splice_with(html, &sheet).map_err(inline_error)?
+        {
+            let inlined: Option<Vec<Arc<str>>> = pieces()
+                .map(|piece| piece.inlined(&self.inliner, &sheet))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(inline_error)?;
+            if let Some(inlined) = inlined {
+                return Ok(fill_placeholders(&page, |k| inlined.get(k).map(|s| &**s)));
+            }
+        }
+        let raw: Vec<&str> = pieces().map(|piece| &*piece.raw).collect();
+        self.inline(&fill_placeholders(html, |k| raw.get(k).copied()))
+    }
+
+    /// A card's paper-only parts at one abstract length, rendered from `card.html` and
+    /// `card.txt` on first use and kept with the paper's text for the run.
+    fn card_parts(&self, text: &Arc<PaperText>, summary: Summary) -> Result<Arc<CardParts>> {
+        let slot = &text.cards[summary as usize];
+        if let Some(parts) = slot.get() {
+            return Ok(Arc::clone(parts));
+        }
+        let ctx = minijinja::context! {
+            paper => Value::from_object(PaperOnly { text: Arc::clone(text), summary }),
+            shortened => summary == Summary::Short,
+        };
+        let html = self
+            .render_blocks(CARD_HTML, &ctx, &CARD_HTML_BLOCKS)?
+            .into_iter()
+            .map(|raw| Arc::new(HtmlPiece { raw: raw.into(), inlined: OnceLock::new() }))
+            .collect();
+        let text_parts =
+            self.render_blocks(CARD_TEXT, &ctx, &CARD_TEXT_BLOCKS)?.into_iter().map(Value::from).collect();
+        let parts = Arc::new(CardParts { html, text: text_parts });
+        // Two threads may render the same card at once; both get the same text.
+        Ok(Arc::clone(slot.get_or_init(|| parts)))
+    }
+
+    /// Renders the named blocks of a template, each once; a block the template does not
+    /// define renders as nothing, so an override may leave one out.
+    fn render_blocks(&self, name: &str, ctx: &Value, blocks: &[&str]) -> Result<Vec<String>> {
+        let template = self.env.get_template(name).map_err(|e| template_error(None, name, None, &e))?;
+        let error = |e: &minijinja::Error| {
+            let at = e.name().unwrap_or(name);
+            let source = self.env.get_template(at).ok().map(|t| t.source().to_string());
+            let dir = self.dir.as_deref().filter(|d| d.join(at).is_file());
+            template_error(dir, name, source.as_deref(), e)
+        };
+        let mut captured = template.render_captured(ctx).map_err(|e| error(&e))?;
+        captured.with_state_mut(|state| {
+            blocks
+                .iter()
+                .map(|block| match state.render_block(block) {
+                    Ok(out) => Ok(out),
+                    Err(e) if e.kind() == minijinja::ErrorKind::UnknownBlock => Ok(String::new()),
+                    Err(e) => Err(error(&e)),
+                })
+                .collect()
+        })
     }
 
     /// A paper's text, worked out on first use. A renderer lives for one run, in which a
@@ -248,6 +335,49 @@ impl Renderer {
         papers.insert(paper.id.clone(), Arc::clone(&text));
         text
     }
+}
+
+fn inline_error(mut message: String) -> Error {
+    message.insert_str(0, "inlining CSS: ");
+    Error::Render { name: HTML.into(), message }
+}
+
+/// Marks where a card's HTML goes in a rendered digest until the page around it has its
+/// styles: `<!--paper-digest-card:K-->`, K counting the pieces of the digest's cards in
+/// order. Nothing a paper or reader supplies can write it (text is escaped).
+const PLACEHOLDER: &str = "<!--paper-digest-card:";
+
+fn placeholder(k: usize) -> Value {
+    Value::from_safe_string(format!("{PLACEHOLDER}{k}-->"))
+}
+
+/// `html` with every placeholder replaced by its piece; a placeholder naming no piece
+/// (an override that wrote one itself) is left as it is.
+fn fill_placeholders<'a>(html: &str, piece: impl Fn(usize) -> Option<&'a str>) -> String {
+    let mut out = String::with_capacity(html.len() + 16 * 1024);
+    let mut rest = html;
+    while let Some(at) = rest.find(PLACEHOLDER) {
+        let after = &rest[at + PLACEHOLDER.len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        let found = after[digits..]
+            .starts_with("-->")
+            .then(|| after[..digits].parse().ok())
+            .flatten()
+            .and_then(&piece);
+        match found {
+            Some(text) => {
+                out.push_str(&rest[..at]);
+                out.push_str(text);
+                rest = &after[digits + 3..];
+            }
+            None => {
+                out.push_str(&rest[..at + PLACEHOLDER.len()]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The largest `k` in `0..n` for which `attempt(k)` fits, by bisection (a digest with
@@ -503,6 +633,10 @@ struct Card {
     summary: Option<Summary>,
     more_like: Value,
     fewer_like: Value,
+    /// For a card (not a title line): its paper-only parts, by block name (`main`,
+    /// `links` as placeholders for the HTML; `authors`, `main` as text).
+    html: Value,
+    text_parts: Value,
 }
 
 impl Card {
@@ -522,7 +656,9 @@ impl Card {
         "links",
         "more_like",
         "fewer_like",
-        // Last: title lines have no `summary`.
+        // Last: title lines have no `summary`, `html` or `text`.
+        "html",
+        "text",
         "summary",
     ];
 }
@@ -550,13 +686,107 @@ impl Object for Card {
             "links" => text.links.clone(),
             "more_like" => self.more_like.clone(),
             "fewer_like" => self.fewer_like.clone(),
+            "html" if self.summary.is_some() => self.html.clone(),
+            "text" if self.summary.is_some() => self.text_parts.clone(),
             _ => return None,
         })
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         let fields = Card::FIELDS;
-        Enumerator::Str(if self.summary.is_some() { fields } else { &fields[..fields.len() - 1] })
+        Enumerator::Str(if self.summary.is_some() { fields } else { &fields[..fields.len() - 3] })
+    }
+}
+
+/// A paper as `card.html` and `card.txt` see it: only what is the same for every reader.
+#[derive(Debug)]
+struct PaperOnly {
+    text: Arc<PaperText>,
+    summary: Summary,
+}
+
+impl PaperOnly {
+    const FIELDS: &[&str] = &[
+        "id",
+        "title",
+        "url",
+        "authors",
+        "summary",
+        "summary_full",
+        "summary_short",
+        "upvotes",
+        "comments",
+        "links",
+    ];
+}
+
+impl Object for PaperOnly {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let text = &self.text;
+        Some(match key.as_str()? {
+            "id" => text.id.clone(),
+            "title" => text.title.clone(),
+            "url" => text.url.clone(),
+            "authors" => text.authors.clone(),
+            "summary" => match self.summary {
+                Summary::Full => text.summary_full.clone(),
+                Summary::Short => text.summary_short.clone(),
+            },
+            "summary_full" => text.summary_full.clone(),
+            "summary_short" => text.summary_short.clone(),
+            "upvotes" => Value::from(text.upvotes),
+            "comments" => Value::from(text.comments),
+            "links" => text.links.clone(),
+            _ => return None,
+        })
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Str(PaperOnly::FIELDS)
+    }
+}
+
+/// A card's parts that depend on the paper alone, at one abstract length: rendered once
+/// per paper per run from the blocks of `card.html` ([`CARD_HTML_BLOCKS`]) and `card.txt`
+/// ([`CARD_TEXT_BLOCKS`]), and placed by every digest that shows the paper. The HTML
+/// reaches the digest template as placeholders and is put in after the page around it got
+/// its styles, already styled itself, so neither the template engine nor the style
+/// splicing walks a card's title, abstract and links more than once a run.
+#[derive(Debug)]
+struct CardParts {
+    html: Vec<Arc<HtmlPiece>>,
+    text: Vec<Value>,
+}
+
+/// One block of `card.html`: as rendered, and with the styles spliced in.
+#[derive(Debug)]
+struct HtmlPiece {
+    raw: Arc<str>,
+    /// The stylesheet (by address, for as long as the inliner keeps it) and the piece with
+    /// its styles.
+    inlined: OnceLock<(usize, Arc<str>)>,
+}
+
+impl HtmlPiece {
+    /// The piece with `sheet`'s styles: worked out once and kept for the run's stylesheet.
+    /// `None` when the splicing gives up (too many element shapes).
+    fn inlined(
+        &self,
+        inliner: &Inliner,
+        sheet: &Arc<inline::Sheet>,
+    ) -> std::result::Result<Option<Arc<str>>, String> {
+        let key = Arc::as_ptr(sheet) as usize;
+        if let Some((k, out)) = self.inlined.get()
+            && *k == key
+        {
+            return Ok(Some(Arc::clone(out)));
+        }
+        let Some(out) = inliner.splice_with(&self.raw, sheet)? else {
+            return Ok(None);
+        };
+        let out: Arc<str> = out.into();
+        let _ = self.inlined.set((key, Arc::clone(&out)));
+        Ok(Some(out))
     }
 }
 
@@ -595,8 +825,24 @@ struct PaperView {
 }
 
 impl PaperView {
-    fn card(&self, summary: Option<Summary>) -> Value {
+    /// The paper as a template sees it; `parts` and `first` (the index of its first HTML
+    /// piece in the digest) for a card, none for a title line.
+    fn card(&self, summary: Option<Summary>, parts: Option<(&CardParts, usize)>) -> Value {
+        let (html, text_parts) = match parts {
+            Some((parts, first)) => (
+                CARD_HTML_BLOCKS
+                    .iter()
+                    .zip(first..)
+                    .take(parts.html.len())
+                    .map(|(b, k)| (*b, placeholder(k)))
+                    .collect(),
+                CARD_TEXT_BLOCKS.iter().copied().zip(parts.text.iter().cloned()).collect(),
+            ),
+            None => (Value::UNDEFINED, Value::UNDEFINED),
+        };
         Value::from_object(Card {
+            html,
+            text_parts,
             text: Arc::clone(&self.text),
             rank: self.rank,
             topic: Value::from(self.topic.clone()),
@@ -628,6 +874,8 @@ struct PaperText {
     comments: u32,
     /// arXiv, PDF, Code, Project: those known, each an https URL ([`LinkView`]s).
     links: Value,
+    /// The card's rendered parts, by [`Summary`] level, made on first use.
+    cards: [OnceLock<Arc<CardParts>>; 2],
 }
 
 #[derive(Debug, Serialize)]
@@ -706,7 +954,7 @@ impl Digest {
         }
     }
 
-    fn page<'a>(&'a self, subject: &'a str, layout: Layout) -> Page<'a> {
+    fn page<'a>(&'a self, subject: &'a str, layout: Layout, parts: &[Arc<CardParts>]) -> Page<'a> {
         let cards = layout.cards.min(self.papers.len());
         let listed = layout.listed.min(self.papers.len() - cards);
         Page {
@@ -716,8 +964,16 @@ impl Digest {
             count: self.papers.len(),
             topics: &self.topics,
             trending: self.trending,
-            papers: self.papers[..cards].iter().map(|paper| paper.card(Some(layout.summary))).collect(),
-            more: self.papers[cards..cards + listed].iter().map(|paper| paper.card(None)).collect(),
+            papers: self.papers[..cards]
+                .iter()
+                .zip(parts)
+                .scan(0, |first, (paper, parts)| {
+                    let card = paper.card(Some(layout.summary), Some((parts, *first)));
+                    *first += parts.html.len();
+                    Some(card)
+                })
+                .collect(),
+            more: self.papers[cards..cards + listed].iter().map(|paper| paper.card(None, None)).collect(),
             hidden: self.papers.len() - cards - listed,
             shortened: layout.summary == Summary::Short,
             unsubscribe_url: self.unsubscribe_url.as_deref(),
@@ -784,6 +1040,7 @@ impl PaperText {
             upvotes: p.upvotes,
             comments: p.comments,
             links: Value::from_serialize(&links),
+            cards: [OnceLock::new(), OnceLock::new()],
         }
     }
 }
