@@ -416,7 +416,7 @@ impl Validator<'_> {
         }
         let domain = from.email.domain().to_string();
         let list_id = m.list_id.unwrap_or_else(|| format!("paper-digest.{domain}"));
-        if !is_list_id(&list_id) {
+        if !crate::mail::is_list_id(&list_id) {
             return Err(self.err(
                 "mail.list_id",
                 format!(
@@ -703,14 +703,6 @@ impl Validator<'_> {
         }
         Ok(Some(Secret(pw)))
     }
-}
-
-/// Whether a `List-Id` passes the check the message builder applies (`mail::message`), so
-/// that a value accepted here cannot make every message fail at send time.
-pub(super) fn is_list_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.contains('.')
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
 }
 
 /// A `like` entry in the form papers are stored under: an arXiv id in any form (`arXiv:`,
