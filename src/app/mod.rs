@@ -464,17 +464,7 @@ fn items(ranked: &[Ranked<'_>]) -> Vec<Item> {
 
 /// Rebuilds the ranked list a ledger row recorded, from papers at hand or the store.
 fn ranked_from_items<'a>(items: &[Item], papers: &'a Papers) -> Vec<Ranked<'a>> {
-    items
-        .iter()
-        .filter_map(|i| {
-            papers.get(&i.id).map(|paper| Ranked {
-                paper,
-                score: i.score,
-                topic: i.topic.clone(),
-                matched: i.matched.clone(),
-            })
-        })
-        .collect()
+    items.iter().filter_map(|i| papers.get(&i.id).map(|paper| i.ranked(paper))).collect()
 }
 
 // ---------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 
 use super::{Store, ts};
 use crate::error::Result;
-use crate::model::{Match, PaperId};
+use crate::model::{Match, Paper, PaperId, Ranked};
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
@@ -94,6 +94,14 @@ pub struct Item {
     pub score: f64,
     pub topic: Option<String>,
     pub matched: Vec<Match>,
+}
+
+impl Item {
+    /// The ranked entry this item recorded, for `paper` (the paper it names).
+    pub fn ranked<'a>(&self, paper: &'a Paper) -> Ranked<'a> {
+        debug_assert_eq!(self.id, paper.id);
+        Ranked { paper, score: self.score, topic: self.topic.clone(), matched: self.matched.clone() }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

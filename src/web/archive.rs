@@ -59,18 +59,8 @@ pub(super) async fn edition(State(web): St, Path(token): Path<String>) -> Respon
         Ok(p) => p,
         Err(e) => return web.failed(&e),
     };
-    let ranked: Vec<Ranked<'_>> = sent
-        .items
-        .iter()
-        .filter_map(|i| {
-            papers.get(&i.id).map(|paper| Ranked {
-                paper,
-                score: i.score,
-                topic: i.topic.clone(),
-                matched: i.matched.clone(),
-            })
-        })
-        .collect();
+    let ranked: Vec<Ranked<'_>> =
+        sent.items.iter().filter_map(|i| papers.get(&i.id).map(|paper| i.ranked(paper))).collect();
     let ctx = DigestContext {
         subscriber: &sub,
         edition,
