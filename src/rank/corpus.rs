@@ -101,6 +101,10 @@ pub(crate) struct Corpus {
     pub(crate) df: Vec<u32>,
     /// By term id: the word's share of all words of all candidates.
     pub(crate) collection_p: Vec<f64>,
+    /// By term id: an English function word ("will", "the", "which"), from NLTK's list.
+    pub(crate) stopword: Vec<bool>,
+    /// `ln(i!)` for i up to the number of candidates: hypergeometric tails for related terms.
+    ln_factorial: Vec<f64>,
     pub(crate) phrases: Vec<PhraseStats>,
     /// Folded surname → (doc, parsed author name).
     surnames: HashMap<String, Vec<(u32, Name)>>,
@@ -198,12 +202,21 @@ impl Corpus {
             docs.iter().map(|d| d.len[ABSTRACT]).sum::<f64>() / n,
         ];
         let (df, collection_p) = frequencies(&postings, &docs);
+        let mut stopword = vec![false; postings.len()];
+        for word in stop_words::lookup("en").unwrap_or_default() {
+            if let Some(&id) = vocab.get(&analyzer.stem(&fold(word))) {
+                stopword[id as usize] = true;
+            }
+        }
+        let ln_factorial = ln_factorials(docs.len());
         Corpus {
             analyzer,
             vocab,
             docs,
             postings,
             collection_p,
+            stopword,
+            ln_factorial,
             avg_len,
             keywords: HashMap::new(),
             phrase_ids: HashMap::new(),
@@ -222,6 +235,13 @@ impl Corpus {
     /// The word a term id stands for, as first written by a candidate (folded).
     pub(crate) fn surface(&self, term: u32) -> &str {
         self.surface.get(term as usize).map_or("", String::as_str)
+    }
+
+    /// How likely it is that `sample` candidates drawn at random hold at least `hits` of the
+    /// `df` candidates using a word: the one-sided p-value of Fisher's exact
+    /// (hypergeometric) test that a word is over-represented among a topic's best papers.
+    pub(crate) fn enrichment_p(&self, df: usize, sample: usize, hits: usize) -> f64 {
+        hypergeometric_tail(&self.ln_factorial, df, sample, hits)
     }
 
     /// A candidate's term frequencies, title occurrences weighted as in `like` vectors,
@@ -495,6 +515,11 @@ impl Corpus {
         near
     }
 
+    /// Candidate `doc`'s unit TF-IDF vector, sorted by term.
+    pub(crate) fn vector(&self, doc: u32) -> &[(u32, f32)] {
+        self.vectors().get(doc as usize).map_or(&[][..], Vec::as_slice)
+    }
+
     fn vectors(&self) -> &Vec<Vec<(u32, f32)>> {
         self.vectors.get_or_init(|| self.doc_vectors())
     }
@@ -552,6 +577,33 @@ fn frequencies(postings: &[Vec<Posting>], docs: &[Doc]) -> (Vec<u32>, Vec<f64>) 
         .unzip()
 }
 
+/// `ln(i!)` for i in `0..=n`.
+fn ln_factorials(n: usize) -> Vec<f64> {
+    std::iter::once(0.0)
+        .chain((1..=n).scan(0.0, |sum, i| {
+            *sum += (i as f64).ln();
+            Some(*sum)
+        }))
+        .collect()
+}
+
+/// `P(X >= hits)` for `X` ~ Hypergeometric(population, `df` marked, `sample` drawn), where
+/// the population is `ln_factorial.len() - 1`; 1 when the arguments do not fit it.
+fn hypergeometric_tail(ln_factorial: &[f64], df: usize, sample: usize, hits: usize) -> f64 {
+    let population = ln_factorial.len().saturating_sub(1);
+    if df > population || sample > population {
+        return 1.0;
+    }
+    let ln_choose = |n: usize, k: usize| ln_factorial[n] - ln_factorial[k] - ln_factorial[n - k];
+    let most = df.min(sample);
+    let least = (sample + df).saturating_sub(population);
+    let total = ln_choose(population, sample);
+    let tail: f64 = (hits.max(least)..=most)
+        .map(|x| (ln_choose(df, x) + ln_choose(population - df, sample - x) - total).exp())
+        .sum();
+    if hits <= least { 1.0 } else { tail.min(1.0) }
+}
+
 /// The fewest stream tokens covering one occurrence of every word of `words` (each
 /// written as an acronym where `caps` says so), or `None` when some word is missing.
 fn tightest_window(stream: &[u32], stream_caps: &[bool], words: &[u32], caps: &[bool]) -> Option<usize> {
@@ -579,7 +631,7 @@ fn tightest_window(stream: &[u32], stream_caps: &[bool], words: &[u32], caps: &[
     best
 }
 
-fn sparse_dot(query: &[(u32, f64)], doc: &[(u32, f32)]) -> f64 {
+pub(crate) fn sparse_dot(query: &[(u32, f64)], doc: &[(u32, f32)]) -> f64 {
     let (mut i, mut j, mut sum) = (0, 0, 0.0);
     while i < query.len() && j < doc.len() {
         match query[i].0.cmp(&doc[j].0) {
@@ -769,6 +821,44 @@ mod tests {
         let sims = c.similarities(&liked);
         assert!(sims[0] > 0.3, "{sims:?}");
         assert!(sims[1] < 0.05 && sims[2] < 0.05, "{sims:?}");
+    }
+
+    #[test]
+    fn the_enrichment_p_value_is_the_hypergeometric_upper_tail() {
+        // 10 candidates, 3 use the word, 4 are the topic's best: P(X >= 2) =
+        // (C(3,2)·C(7,2) + C(3,3)·C(7,1)) / C(10,4) = 70 / 210.
+        let table = ln_factorials(10);
+        assert!((hypergeometric_tail(&table, 3, 4, 2) - 1.0 / 3.0).abs() < 1e-12);
+        assert!((hypergeometric_tail(&table, 3, 4, 0) - 1.0).abs() < 1e-12);
+        assert!(hypergeometric_tail(&table, 3, 4, 4).abs() < 1e-12, "at most 3 can be drawn");
+        // A word all 4 best papers use and nobody else is hard to get by chance.
+        assert!((hypergeometric_tail(&table, 4, 4, 4) - 1.0 / 210.0).abs() < 1e-12);
+        assert!((hypergeometric_tail(&table, 11, 4, 1) - 1.0).abs() < 1e-12, "out of range");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 200,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// The tail is a probability, 1 at zero hits, and shrinks as more hits are asked for.
+        #[test]
+        fn the_hypergeometric_tail_is_a_decreasing_probability(
+            population in 1usize..300, df_share in 0.0f64..=1.0, sample_share in 0.0f64..=1.0
+        ) {
+            let table = ln_factorials(population);
+            let df = (df_share * population as f64) as usize;
+            let sample = (sample_share * population as f64) as usize;
+            let mut last = hypergeometric_tail(&table, df, sample, 0);
+            proptest::prop_assert!((last - 1.0).abs() < 1e-9);
+            for hits in 1..=sample.min(df) + 1 {
+                let p = hypergeometric_tail(&table, df, sample, hits);
+                proptest::prop_assert!((0.0..=1.0).contains(&p) && p <= last + 1e-9, "{} {} {}", df, sample, hits);
+                last = p;
+            }
+        }
     }
 
     #[test]

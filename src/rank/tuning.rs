@@ -90,13 +90,11 @@ pub const RELATED_TERMS: usize = 8;
 /// paper's pet word is not taken for the topic's.
 pub const RELATED_MIN_DOCS: usize = 2;
 
-/// ... and in at least this share of them: a word a third of the topic's best papers
-/// use is part of how the topic is written about; one in two of ten may be chance.
-pub const RELATED_MIN_SHARE: f64 = 0.3;
-
-/// A related term must be at least this many times as common among the feedback papers
-/// as among all candidates: "the", "model" and "we" are everywhere and fail.
-pub const RELATED_MIN_LIFT: f64 = 3.0;
+/// The false discovery rate at which related terms are chosen: each word of the feedback
+/// papers is tested for being over-represented there (Fisher's exact test against all the
+/// day's candidates), and the Benjamini-Hochberg procedure keeps words so that about one
+/// in twenty kept is expected to be chance. The usual 5%.
+pub const RELATED_FDR: f64 = 0.05;
 
 /// What the strongest related term counts against a keyword of the same rarity; weaker
 /// ones count in proportion to their feedback weight.
