@@ -28,6 +28,12 @@ struct Core {
     /// The median feedback paper's similarity to the others' centroid; infinite when
     /// there is no core.
     typical: f64,
+    /// What a paper at least as near as `typical` gains: the day's floor (a fifth of a
+    /// solid match), so nearness orders papers with keyword evidence without ever
+    /// standing in for it.
+    scale: f64,
+    /// Index of its label in [`CompiledTopic::terms`].
+    term: u32,
 }
 
 impl Core {
@@ -47,7 +53,7 @@ impl Core {
         sum.sort_unstable_by_key(|(t, _)| *t);
         let norm2 = sum.iter().map(|(_, x)| x * x).sum();
         members.sort_unstable_by_key(|(d, _)| *d);
-        let mut core = Core { sum, norm2, members, typical: f64::INFINITY };
+        let mut core = Core { sum, norm2, members, typical: f64::INFINITY, scale: 0.0, term: 0 };
         let mut own: Vec<f64> = core.members.iter().map(|&(d, _)| core.similarity(corpus, d)).collect();
         own.sort_by(f64::total_cmp);
         core.typical = own[own.len() / 2];
@@ -69,6 +75,15 @@ impl Core {
             dot -= w;
         }
         if norm2 <= 1e-12 { 0.0 } else { dot / norm2.sqrt() }
+    }
+
+    /// What nearness adds to a paper with other evidence: `scale × similarity / typical`,
+    /// at most `scale`.
+    fn value(&self, corpus: &Corpus, doc: u32) -> f64 {
+        if !self.typical.is_finite() || self.typical <= 0.0 {
+            return 0.0;
+        }
+        self.scale * (self.similarity(corpus, doc) / self.typical).clamp(0.0, 1.0) * tuning::CORE_WEIGHT
     }
 
     /// Written like the topic's best papers: at least as close to their centroid as the
@@ -97,6 +112,8 @@ enum Kind {
     Related,
     /// An author, category or liked paper.
     List,
+    /// Nearness to the topic's core (the centroid of its best papers).
+    Core,
 }
 
 /// One match before it is turned into a [`Match`] for output: `term` indexes
@@ -312,6 +329,9 @@ impl CompiledTopic {
         if top.len() < tuning::FEEDBACK_MIN_DOCS {
             return;
         }
+        self.core.scale = self.floor;
+        self.core.term = self.terms.len() as u32;
+        self.terms.push("nearness to the topic's best papers".to_string());
         let own: HashSet<u32> = self
             .keywords
             .iter()
@@ -510,13 +530,29 @@ impl CompiledTopic {
             group_by_doc(&mut out, corpus.docs.len());
         }
         let mut i = 0;
+        let mut with_core = Vec::with_capacity(out.len() + out.len() / 2);
         while i < out.len() {
             let doc = out[i].doc;
             let end = i + out[i..].iter().take_while(|c| c.doc == doc).count();
             self.discount_alone(corpus, &mut out[i..end]);
+            with_core.extend_from_slice(&out[i..end]);
+            // Only beside evidence of its own: nearness orders, it never admits.
+            if self.core.scale > 0.0 && out[i..end].iter().any(|c| matches!(c.kind, Kind::Keyword(_) | Kind::List)) {
+                let value = self.core.value(corpus, doc) * self.weight;
+                if value > 0.0 {
+                    with_core.push(Contribution {
+                        doc,
+                        term: self.core.term,
+                        field: Field::Abstract,
+                        value,
+                        kind: Kind::Core,
+                        alone: false,
+                    });
+                }
+            }
             i = end;
         }
-        out
+        with_core
     }
 
     /// An ambiguous keyword counts fully only beside other evidence of the topic: another
@@ -533,6 +569,7 @@ impl CompiledTopic {
         let supported = |k: u32| {
             group.iter().any(|c| match c.kind {
                 Kind::Related | Kind::List => true,
+                Kind::Core => false,
                 Kind::Keyword(j) => j != k && !shares_word(keyword_terms(j), keyword_terms(k)),
             }) || *near_core.get_or_init(|| doc.is_some_and(|d| self.core.holds(corpus, d)))
         };
@@ -575,8 +612,9 @@ impl CompiledTopic {
             });
         }
         // Related terms are learned, not chosen: alone, one of them proves nothing.
-        if contributions.iter().all(|c| c.kind == Kind::Related) {
-            let mut related: Vec<u32> = contributions.iter().map(|c| c.term).collect();
+        if !contributions.iter().any(|c| matches!(c.kind, Kind::Keyword(_) | Kind::List)) {
+            let mut related: Vec<u32> =
+                contributions.iter().filter(|c| c.kind == Kind::Related).map(|c| c.term).collect();
             related.dedup();
             if related.len() < tuning::RELATED_MIN_MATCHED {
                 return Err(TopicOutcome::NoMatch);

@@ -96,6 +96,13 @@ pub const RELATED_MIN_DOCS: usize = 2;
 /// in twenty kept is expected to be chance. The usual 5%.
 pub const RELATED_FDR: f64 = 0.05;
 
+/// What nearness to the topic's core (the centroid of its best papers' TF-IDF vectors)
+/// adds, in units of the day's floor, to a paper with keyword, author, category or liked
+/// evidence that is at least as near as the median best paper. One floor is a fifth of
+/// a solid match: enough to order papers with equal keyword evidence by how much they
+/// read like the topic, never enough to stand in for a keyword.
+pub const CORE_WEIGHT: f64 = 1.0;
+
 /// What the strongest related term counts against a keyword of the same rarity; weaker
 /// ones count in proportion to their feedback weight.
 pub const RELATED_WEIGHT: f64 = 0.3;
