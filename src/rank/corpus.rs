@@ -607,24 +607,28 @@ fn hypergeometric_tail(ln_factorial: &[f64], df: usize, sample: usize, hits: usi
 /// The fewest stream tokens covering one occurrence of every word of `words` (each
 /// written as an acronym where `caps` says so), or `None` when some word is missing.
 fn tightest_window(stream: &[u32], stream_caps: &[bool], words: &[u32], caps: &[bool]) -> Option<usize> {
-    let wanted = |pos: usize, term: u32| {
-        words.iter().enumerate().position(|(i, &w)| {
-            term == w
-                && (!caps.get(i).copied().unwrap_or(false) || stream_caps.get(pos).copied().unwrap_or(false))
-        })
+    let matches = |pos: usize, i: usize| {
+        stream[pos] == words[i]
+            && (!caps.get(i).copied().unwrap_or(false) || stream_caps.get(pos).copied().unwrap_or(false))
     };
-    let mut last_seen: Vec<Option<usize>> = vec![None; words.len()];
     let mut best: Option<usize> = None;
-    for (pos, &term) in stream.iter().enumerate() {
-        if term == BREAK {
-            // Nearness stops at punctuation: "test. Time" is not about test time.
-            last_seen.fill(None);
-            continue;
+    for start in (0..stream.len()).filter(|&p| matches(p, 0)) {
+        // The phrase's words in its order, each at the first place after the previous
+        // one, without crossing punctuation: "test. Time" is not about test time, and
+        // "recognition via spatial action" is not "action recognition".
+        let mut at = start;
+        let mut found = true;
+        for i in 1..words.len() {
+            match (at + 1..stream.len()).take_while(|&p| stream[p] != BREAK).find(|&p| matches(p, i)) {
+                Some(p) => at = p,
+                None => {
+                    found = false;
+                    break;
+                }
+            }
         }
-        let Some(i) = wanted(pos, term) else { continue };
-        last_seen[i] = Some(pos);
-        if let Some(earliest) = last_seen.iter().try_fold(usize::MAX, |m, seen| seen.map(|p| m.min(p))) {
-            let window = pos - earliest + 1;
+        if found {
+            let window = at - start + 1;
             best = Some(best.map_or(window, |b| b.min(window)));
         }
     }

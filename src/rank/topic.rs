@@ -28,6 +28,8 @@ struct Core {
     /// The median feedback paper's similarity to the others' centroid; infinite when
     /// there is no core.
     typical: f64,
+    /// The nearest feedback paper's similarity to the others' centroid.
+    best: f64,
     /// What a paper at least as near as `typical` gains: the day's floor (a fifth of a
     /// solid match), so nearness orders papers with keyword evidence without ever
     /// standing in for it.
@@ -53,10 +55,11 @@ impl Core {
         sum.sort_unstable_by_key(|(t, _)| *t);
         let norm2 = sum.iter().map(|(_, x)| x * x).sum();
         members.sort_unstable_by_key(|(d, _)| *d);
-        let mut core = Core { sum, norm2, members, typical: f64::INFINITY, scale: 0.0, term: 0 };
+        let mut core = Core { sum, norm2, members, typical: f64::INFINITY, best: 0.0, scale: 0.0, term: 0 };
         let mut own: Vec<f64> = core.members.iter().map(|&(d, _)| core.similarity(corpus, d)).collect();
         own.sort_by(f64::total_cmp);
         core.typical = own[own.len() / 2];
+        core.best = own[own.len() - 1];
         core
     }
 
@@ -77,13 +80,13 @@ impl Core {
         if norm2 <= 1e-12 { 0.0 } else { dot / norm2.sqrt() }
     }
 
-    /// What nearness adds to a paper with other evidence: `scale × similarity / typical`,
-    /// at most `scale`.
+    /// What nearness adds to a paper with other evidence: `scale × similarity / best`,
+    /// at most `scale`: as near as the nearest of the topic's best papers counts fully.
     fn value(&self, corpus: &Corpus, doc: u32) -> f64 {
-        if !self.typical.is_finite() || self.typical <= 0.0 {
+        if !self.typical.is_finite() || self.best <= 0.0 {
             return 0.0;
         }
-        self.scale * (self.similarity(corpus, doc) / self.typical).clamp(0.0, 1.0) * tuning::CORE_WEIGHT
+        self.scale * (self.similarity(corpus, doc) / self.best).clamp(0.0, 1.0) * tuning::CORE_WEIGHT
     }
 
     /// Written like the topic's best papers: at least as close to their centroid as the
