@@ -224,8 +224,7 @@ fn ranker_beats_substring_matching_on_ndcg_at_10_on_tuned_and_held_out_topics() 
     // Ahead means strictly ahead: a tie counts against the ranker, even a tie at a
     // perfect 1.000 that no ranker could beat.
     let ahead = rows.iter().filter(|r| r.ours > r.theirs).count();
-    let perfect_ties =
-        rows.iter().filter(|r| r.ours >= 1.0 - 1e-9 && r.theirs >= 1.0 - 1e-9).count();
+    let perfect_ties = rows.iter().filter(|r| r.ours >= 1.0 - 1e-9 && r.theirs >= 1.0 - 1e-9).count();
     println!(
         "\nranker strictly ahead on {ahead} of {} topics ({perfect_ties} tied at a perfect 1.000, counted as not ahead)\n",
         rows.len()

@@ -641,10 +641,8 @@ mod tests {
             paper("2", "", "the LLMs' reasoning traces"),
             paper("3", "Seasonal forecasting", "for treasonous plots"),
         ];
-        // "Reasoning in LLMs" has the phrase's words near each other: it counts too.
-        let mut phrase = ranking(&papers, topic(&["LLM reasoning"]));
-        phrase.sort();
-        assert_eq!(phrase, ["1", "2"]);
+        // "Reasoning in LLMs" has the phrase's words in the other order: not the phrase.
+        assert_eq!(ranking(&papers, topic(&["LLM reasoning"])), ["2"]);
         let mut both = ranking(&papers, topic(&["reasoning", "llm"]));
         both.sort();
         assert_eq!(both, ["1", "2"]);

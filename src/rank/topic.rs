@@ -364,7 +364,11 @@ impl CompiledTopic {
             .map(|(t, w)| {
                 let docs = in_docs.get(&t).copied().unwrap_or(0);
                 let df = corpus.df.get(t as usize).copied().unwrap_or(0) as usize;
-                let p = if docs >= tuning::RELATED_MIN_DOCS { corpus.enrichment_p(df, top.len(), docs) } else { 1.0 };
+                let p = if docs >= tuning::RELATED_MIN_DOCS {
+                    corpus.enrichment_p(df, top.len(), docs)
+                } else {
+                    1.0
+                };
                 (t, w, p)
             })
             .collect();
@@ -540,7 +544,9 @@ impl CompiledTopic {
             self.discount_alone(corpus, &mut out[i..end]);
             with_core.extend_from_slice(&out[i..end]);
             // Only beside evidence of its own: nearness orders, it never admits.
-            if self.core.scale > 0.0 && out[i..end].iter().any(|c| matches!(c.kind, Kind::Keyword(_) | Kind::List)) {
+            if self.core.scale > 0.0
+                && out[i..end].iter().any(|c| matches!(c.kind, Kind::Keyword(_) | Kind::List))
+            {
                 let value = self.core.value(corpus, doc) * self.weight;
                 if value > 0.0 {
                     with_core.push(Contribution {
