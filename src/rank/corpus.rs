@@ -762,8 +762,8 @@ mod tests {
             paper("", "robotic arms for dexterous manipulation"),
             paper("", "robotic systems that learn from many hours of data before manipulation"),
             paper("", "robotic. manipulation"),
-            // The other order is another relation: manipulation performed by a robot arm
-            // is close, but "action recognition" is not "recognition via spatial action".
+            // The other order says something else: "action recognition" is not
+            // "recognition via spatial action".
             paper("", "manipulation skills of a robotic arm"),
         ];
         let mut c = Corpus::new(&papers);

@@ -10,9 +10,11 @@
 //! A paper's score for a subscriber is
 //! `best topic score + trending_weight × trending + recency_weight × recency`, where a
 //! topic score sums BM25F keyword matches (title boosted, acronyms that are also words
-//! matched as acronyms, phrases also by proximity, ambiguous keywords discounted when
-//! alone), related terms learned from the topic's best papers, followed authors, arXiv
-//! categories and TF-IDF similarity to liked papers, times the topic's weight. Only
+//! matched as acronyms, phrases also by in-order proximity, ambiguous keywords
+//! discounted when alone), related terms learned from the topic's best
+//! papers (only words whose concentration there is unlikely by chance), nearness to
+//! those papers' centroid, followed authors, arXiv categories and TF-IDF similarity to
+//! liked papers, times the topic's weight. Only
 //! papers whose topic score reaches the topic's floor for the day enter, so trending and
 //! recency reorder relevant papers and never make one relevant. [`Feedback`] (a
 //! subscriber's "more like this" / "fewer like this" votes) moves topic scores toward

@@ -318,9 +318,11 @@ impl CompiledTopic {
     /// Pseudo-relevance feedback: a relevance model of the topic's best papers of the day
     /// (RM1: their word distributions, weighted by their scores), its words ranked by
     /// their share of its divergence from the candidates' distribution (KLD expansion,
-    /// Carpineto et al. 2001), and kept only when used by several of those papers and
-    /// far more than by the candidates at large. They find on-topic papers that share no
-    /// keyword with the topic.
+    /// Carpineto et al. 2001), and kept only when they are not function words and their
+    /// concentration in those papers is unlikely by chance (Fisher's exact test, at a
+    /// false discovery rate of [`tuning::RELATED_FDR`] over every word tried). They find
+    /// on-topic papers that share no keyword with the topic. Also sets the topic's
+    /// [`Core`] from the same papers.
     fn learn_related(&mut self, corpus: &mut Corpus, scores: &[(u32, f64)]) {
         if self.keywords.is_empty() {
             return;
