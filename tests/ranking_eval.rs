@@ -370,6 +370,11 @@ fn print_the_explanations_in_the_docs() {
     let index = Index::new(&eval.papers, &eval.topics, &[], now(), eval.recency_weight);
     let none = HashSet::new();
     for (topic, paper) in [
+        ("video", "2411.16532"),
+        ("video", "2411.16630"),
+        ("retrieval", "2411.16599"),
+        ("robot-learning", "2411.16541"),
+        ("robot-learning", "2411.16566"),
         ("efficient-attention", "2411.16553"),
         ("vision-language", "2411.16503"),
         ("vision-language", "2411.16515"),
@@ -384,7 +389,7 @@ fn print_the_explanations_in_the_docs() {
         let sub = reader_of(&eval, topic, K);
         println!("{}", index.explain(&sub, &PaperId(paper.into()), &none));
     }
-    for name in ["llm-alignment", "video"] {
+    for name in ["llm-alignment", "video", "gaussian-splatting", "llm-reasoning"] {
         let related: Vec<String> =
             index.related_terms(name).iter().map(|(t, w)| format!("{t} {w:.2}")).collect();
         println!("{name} related terms: {}", related.join(", "));

@@ -1103,6 +1103,65 @@ mod tests {
         assert!(e.to_string().contains("matched more like 3 in abstract (+"), "{e}");
     }
 
+    // Related terms.
+
+    #[test]
+    fn related_terms_are_words_the_topics_papers_share_beyond_chance_never_function_words() {
+        // Eight splatting papers all say "rasterize" (nobody else does) and "will"; three
+        // of them say "designed", as do twelve of the fifty-two other papers.
+        let mut papers: Vec<Paper> = (0..8)
+            .map(|i| {
+                let designed = if i < 3 { " It was designed for speed." } else { "" };
+                paper(
+                    &format!("t{i}"),
+                    &format!("Gaussian splatting of scene {i}"),
+                    &format!("We rasterize kernels; code will be released.{designed}"),
+                )
+            })
+            .collect();
+        papers.extend((0..52).map(|i| {
+            let designed = if i < 12 { " A designed study." } else { "" };
+            paper(&format!("o{i:02}"), &format!("Other subject {i}"), &format!("Notes on item{i}.{designed}"))
+        }));
+        let topics = topics(vec![("gs", topic(&["gaussian splatting"]))]);
+        let index = index(&papers, &topics);
+        let related: Vec<String> = index.related_terms("gs").into_iter().map(|(t, _)| t).collect();
+        assert!(related.iter().any(|t| t == "rasterize"), "{related:?}");
+        assert!(!related.iter().any(|t| t == "designed" || t == "will"), "{related:?}");
+    }
+
+    #[test]
+    fn an_ambiguous_keyword_alone_counts_fully_in_a_paper_written_like_the_topics_best() {
+        // "retrieval" is ambiguous here: most papers using it name no other keyword. A
+        // paper that reads like the topic's best papers gets it in full; one that does not
+        // gets a quarter.
+        let mut papers: Vec<Paper> = (0..4)
+            .map(|i| {
+                paper(
+                    &format!("r{i}"),
+                    &format!("Dense retrieval with reranking {i}"),
+                    &format!("passage index queries documents retrieval reranking alpha{i} beta{i} gamma{i}"),
+                )
+            })
+            .collect();
+        papers.push(paper("near", "Hashing for search", "passage index queries documents retrieval"));
+        papers.extend((0..8).map(|i| {
+            paper(&format!("far{i}"), &format!("Robot arm {i}"), "motor torque grasp retrieval of objects")
+        }));
+        papers.extend((0..8).map(|i| paper(&format!("x{i}"), &format!("Filler {i}"), "unrelated words here")));
+        let topics = topics(vec![("ir", topic(&["retrieval", "reranking"]))]);
+        let index = index(&papers, &topics);
+        let sub = subscriber(&["ir"]);
+        let matched = |id: &str| {
+            let e = index.explain(&sub, &PaperId(id.into()), &HashSet::new());
+            e.to_string()
+        };
+        let near = matched("near");
+        let far = matched("far0");
+        assert!(!near.contains("(alone, ambiguous)"), "{near}");
+        assert!(far.contains("(alone, ambiguous)"), "{far}");
+    }
+
     // Relevance first.
 
     #[test]
