@@ -1148,7 +1148,8 @@ mod tests {
         papers.extend((0..8).map(|i| {
             paper(&format!("far{i}"), &format!("Robot arm {i}"), "motor torque grasp retrieval of objects")
         }));
-        papers.extend((0..8).map(|i| paper(&format!("x{i}"), &format!("Filler {i}"), "unrelated words here")));
+        papers
+            .extend((0..8).map(|i| paper(&format!("x{i}"), &format!("Filler {i}"), "unrelated words here")));
         let topics = topics(vec![("ir", topic(&["retrieval", "reranking"]))]);
         let index = index(&papers, &topics);
         let sub = subscriber(&["ir"]);
