@@ -380,7 +380,7 @@ pub(super) async fn explain(
 ) -> Result<u8> {
     let sub = subscriber(cfg, to)?;
     let store = Store::open(&cfg.digest.database)?;
-    let id = PaperId(source::ids::normalize_arxiv(paper).unwrap_or_else(|| paper.trim().to_string()));
+    let id = PaperId::parse(paper);
     let candidates = Candidates::load(cfg, &store, now)?;
     let liked = liked_papers(cfg, &store).await;
     let indexes = Indexes::new(cfg, &store, &candidates, &liked, now)?;
