@@ -30,7 +30,6 @@ pub mod rank;
 pub mod render;
 pub mod source;
 pub mod store;
-pub mod text;
 pub mod web;
 
 pub use error::{Error, Result};
