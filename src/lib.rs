@@ -28,6 +28,7 @@ pub mod mail;
 pub mod model;
 pub mod rank;
 pub mod render;
+pub mod retry;
 pub mod source;
 pub mod store;
 pub mod web;

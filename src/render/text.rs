@@ -1,53 +1,50 @@
 //! Plain-text layout for the text part of a digest: paragraphs wrapped to a column width.
 
-/// Wraps `s` at `width` columns (counted in characters) for a plain-text mail.
+use textwrap::core::{Word, display_width};
+use textwrap::wrap_algorithms::wrap_first_fit;
+
+/// Wraps `s` at `width` display columns for a plain-text mail (a CJK character takes two
+/// columns, a combining mark none).
 ///
 /// The first line starts with `first_indent`, the others with `indent`. Each input line
-/// is wrapped on its own. A word longer than a line is split, except URLs, which stay
-/// whole on a line of their own so that terminals and mail clients can still open them.
+/// is wrapped on its own, first-fit. A word wider than a line is broken at the width of
+/// the lines after the first (textwrap's rule), except URLs, which stay whole on a line
+/// of their own so that terminals and mail clients can still open them.
 pub fn wrap(s: &str, width: usize, first_indent: &str, indent: &str) -> String {
-    let indent_cols = indent.chars().count();
+    let first_width = width.saturating_sub(display_width(first_indent));
+    let rest_width = width.saturating_sub(display_width(indent));
+    #[allow(clippy::cast_precision_loss, reason = "column counts are far below 2^52")]
+    let line_widths = [first_width as f64, rest_width as f64];
     let mut out = String::with_capacity(s.len() + s.len() / width.max(1) * (indent.len() + 1));
+    let mut words: Vec<Word<'_>> = Vec::new();
     for (n, line) in s.lines().enumerate() {
         if n > 0 {
             out.push('\n');
         }
-        let mut prefix = if n == 0 { first_indent } else { indent };
-        // Columns used on the current output line; `None` until its first word.
-        let mut col: Option<usize> = None;
+        words.clear();
         for word in line.split_whitespace() {
-            let len = word.chars().count();
-            if col.is_some_and(|c| c + 1 + len > width) {
-                out.push('\n');
-                prefix = indent;
-                col = None;
-            }
-            let mut at = match col {
-                Some(c) => {
-                    out.push(' ');
-                    c + 1
-                }
-                None => {
-                    out.push_str(prefix);
-                    prefix.chars().count()
-                }
-            };
-            if at + len > width && !word.contains("://") {
-                // No line is long enough for this word: break it where the line ends.
-                for c in word.chars() {
-                    if at >= width {
-                        out.push('\n');
-                        out.push_str(indent);
-                        at = indent_cols;
-                    }
-                    out.push(c);
-                    at += 1;
-                }
+            let word = Word { word, whitespace: " ", penalty: "", width: display_width(word) };
+            if word.width > rest_width && !word.word.contains("://") {
+                words.extend(word.break_apart(rest_width));
             } else {
-                out.push_str(word);
-                at += len;
+                words.push(word);
             }
-            col = Some(at);
+        }
+        if words.is_empty() {
+            continue;
+        }
+        let widths = if n == 0 { &line_widths[..] } else { &line_widths[1..] };
+        for (row, fitted) in wrap_first_fit(&words, widths).into_iter().enumerate() {
+            if row > 0 {
+                out.push('\n');
+            }
+            out.push_str(if n == 0 && row == 0 { first_indent } else { indent });
+            for (k, word) in fitted.iter().enumerate() {
+                if k > 0 {
+                    out.push(' ');
+                }
+                out.push_str(word.word);
+            }
         }
     }
     out
@@ -67,5 +64,24 @@ mod tests {
         assert_eq!(wrap(&format!("see {url} now"), 20, "", ""), format!("see\n{url}\nnow"));
         assert_eq!(wrap("abcdefghij", 4, "", ""), "abcd\nefgh\nij");
         assert_eq!(wrap("a\n\nb", 10, "> ", "> "), "> a\n\n> b");
+    }
+
+    #[test]
+    fn wide_characters_take_two_columns_and_combining_marks_none() {
+        assert_eq!(wrap("日本語 日本語 日本語", 14, "", ""), "日本語 日本語\n日本語");
+        let accented = "e\u{301}".repeat(8);
+        assert_eq!(wrap(&format!("{accented} {accented}"), 17, "", ""), format!("{accented} {accented}"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_line_is_wider_than_the_width_unless_it_is_a_url(
+            s in "(\\PC{0,12}[ \n]){0,12}",
+            width in 8usize..40,
+        ) {
+            for line in wrap(&s, width, "> ", "  ").lines() {
+                proptest::prop_assert!(display_width(line) <= width || line.contains("://"), "{line:?}");
+            }
+        }
     }
 }
