@@ -3,11 +3,9 @@
 //! Retry-After, conditional GET, body cap, redirects, timeouts), merging across sources,
 //! and a property test that the parsers never panic.
 
-#[path = "support/http.rs"]
-mod http_server;
+use crate::support::http::{HttpServer, Reply, Route};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use http_server::{HttpServer, Reply, Route};
 use paper_digest::config::{ArxivSettings, Config, FeedSettings, HttpSettings, HuggingFaceSettings};
 use paper_digest::error::Error;
 use paper_digest::model::Paper;
