@@ -101,6 +101,20 @@ pub enum Error {
     #[error("{0}")]
     NotFound(String),
 
+    /// A command-line argument is malformed (an address that is not one): the message
+    /// names it and what was expected.
+    #[error("{0}")]
+    Usage(String),
+
+    /// A command's own output (standard output, the man page being built) could not be
+    /// written: there is no file to name, so `what` says which output.
+    #[error("writing {what}: {source}")]
+    Output {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The database was written by a different version of paper-digest: `message` says
     /// which, and what to run.
     #[error("database {}: {message}", path.display())]
@@ -181,7 +195,9 @@ impl Error {
                 | Error::Locked { .. }
         ) || match self {
             Error::Store { source, .. } => store_busy_or_full(source),
-            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
+            Error::Io { source, .. } | Error::Output { source, .. } => {
+                source.kind() == std::io::ErrorKind::StorageFull
+            }
             _ => false,
         }
     }
@@ -266,5 +282,18 @@ mod tests {
         let e = Error::Transport { transient: true, message: "connection refused".into() };
         assert_eq!(e.exit_code(), exit::TEMPFAIL);
         assert!(e.is_transient());
+    }
+
+    #[test]
+    fn output_and_usage_errors_say_what_they_are_about_without_a_made_up_path() {
+        let e = Error::Output {
+            what: "standard output",
+            source: std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device"),
+        };
+        assert_eq!(e.to_string(), "writing standard output: no space left on device");
+        assert!(e.is_transient());
+        let e = Error::Usage("`x` is not an email address; expected name@example.org".into());
+        assert_eq!(e.exit_code(), exit::PARTIAL, "as before: a mistyped argument is not a config error");
+        assert!(!e.is_transient());
     }
 }

@@ -28,9 +28,9 @@ pub mod mail;
 pub mod model;
 pub mod rank;
 pub mod render;
+pub mod retry;
 pub mod source;
 pub mod store;
-pub mod text;
 pub mod web;
 
 pub use error::{Error, Result};

@@ -11,7 +11,8 @@ use std::fmt;
 ///
 /// An arXiv paper is keyed by its normalized arXiv id without version (`2411.16500`,
 /// `hep-th/9901001`); anything else by `doi:<lowercased DOI>` or, failing that,
-/// `url:<canonical URL>`. [`crate::source::ids`] builds these.
+/// `url:<canonical URL>`. [`PaperId::parse`] (beside the normalizers in
+/// [`crate::source::ids`]) builds one from any spelling.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct PaperId(pub String);

@@ -27,7 +27,7 @@ pub(super) fn print(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Res
     let mut out = BufWriter::new(io::stdout().lock());
     match write(&mut out).and_then(|()| out.flush()) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        result => result.map_err(|e| Error::io("<stdout>", e)),
+        result => result.map_err(|source| Error::Output { what: "standard output", source }),
     }
 }
 
@@ -113,7 +113,9 @@ pub(super) fn completions(shell: clap_complete::Shell) -> Result<u8> {
 pub(super) fn man() -> Result<u8> {
     let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
     let mut page = Vec::new();
-    clap_mangen::Man::new(cmd).render(&mut page).map_err(|e| Error::io("<man page>", e))?;
+    clap_mangen::Man::new(cmd)
+        .render(&mut page)
+        .map_err(|source| Error::Output { what: "the man page", source })?;
     print(|out| out.write_all(&page))?;
     Ok(exit::OK)
 }
@@ -380,7 +382,7 @@ pub(super) async fn explain(
 ) -> Result<u8> {
     let sub = subscriber(cfg, to)?;
     let store = Store::open(&cfg.digest.database)?;
-    let id = PaperId(source::ids::normalize_arxiv(paper).unwrap_or_else(|| paper.trim().to_string()));
+    let id = PaperId::parse(paper);
     let candidates = Candidates::load(cfg, &store, now)?;
     let liked = liked_papers(cfg, &store).await;
     let indexes = Indexes::new(cfg, &store, &candidates, &liked, now)?;

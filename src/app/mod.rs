@@ -328,7 +328,7 @@ async fn liked_papers(cfg: &Config, store: &Store) -> Vec<Paper> {
         .topics
         .values()
         .flat_map(|t| &t.like)
-        .map(|id| PaperId(source::ids::normalize_arxiv(id).unwrap_or_else(|| id.clone())))
+        .map(|id| PaperId::parse(id))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();

@@ -89,7 +89,7 @@ fn say(line: &str) -> Result<u8> {
 /// The database key of an address given on the command line.
 fn address(email: &str) -> Result<String> {
     email.trim().parse::<lettre::Address>().map(|a| a.to_string().to_lowercase()).map_err(|e| {
-        Error::NotFound(format!("`{email}` is not an email address ({e}); expected name@example.org"))
+        Error::Usage(format!("`{email}` is not an email address ({e}); expected name@example.org"))
     })
 }
 

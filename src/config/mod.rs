@@ -247,7 +247,13 @@ impl Config {
         base: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
+        let de = toml::Deserializer::parse(text).map_err(|e| toml_error(path, text, &e, None))?;
+        // The path serde was at when it failed names array entries (`subscribers[3].email`),
+        // which the line alone cannot tell apart.
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = dotted_key(e.path());
+            toml_error(path, text, e.inner(), key)
+        })?;
         Validator { path, text, base, env }.validate(raw)
     }
 
@@ -262,7 +268,32 @@ impl Config {
     }
 }
 
-fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
+/// The path serde reports (`subscribers[3].topics[0]`) up to the first part it could not
+/// name (a key the input broke off in), or `None` when not even the first is known.
+pub(super) fn dotted_key(path: &serde_path_to_error::Path) -> Option<String> {
+    use serde_path_to_error::Segment;
+    use std::fmt::Write as _;
+    let mut key = String::new();
+    for segment in path {
+        match segment {
+            Segment::Seq { index } => {
+                let _ = write!(key, "[{index}]");
+            }
+            Segment::Map { key: name } | Segment::Enum { variant: name } => {
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(name);
+            }
+            Segment::Unknown => break,
+        }
+    }
+    (!key.is_empty()).then_some(key)
+}
+
+/// A TOML error with the file, line and column; `key` from serde's path, else the key
+/// written on the line the error points at.
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error, key: Option<String>) -> Error {
     let (line, column) = match e.span() {
         Some(span) => {
             let (line, column) = line_column(text, span.start.min(text.len()));
@@ -272,7 +303,7 @@ fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
     };
     // toml's message repeats the snippet on several lines; the first line says what is wrong.
     let mut message = plain_words(e.message().lines().next().unwrap_or("invalid TOML"));
-    let key = key_at(text, line);
+    let key = key.or_else(|| key_at(text, line));
     if message.contains("unknown field `subscribers_file`") {
         // A top-level key written below a [table] header belongs to that table.
         message.push_str("; `subscribers_file` is a top-level key: move it above the first [table]");
@@ -463,6 +494,24 @@ from = "Paper Digest <digest@example.org>"
     }
 
     #[test]
+    fn a_wrong_type_in_an_array_of_tables_names_the_entry_and_the_position() {
+        let text = format!(
+            "{MINIMAL}\n[topics.t]\nkeywords = [\"a\"]\n\n[[subscribers]]\nemail = \"a@b.org\"\ntopics = [\"t\"]\n\n\
+             [[subscribers]]\nemail = \"c@d.org\"\ntopics = [\"t\", 3]\n"
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.starts_with("t.toml:14:16: key `subscribers[1].topics[1]`: invalid type: whole number"),
+            "{e}"
+        );
+        let text = format!(
+            "{MINIMAL}\n[[subscribers]]\nemail = \"a@b.org\"\n[[subscribers]]\nemail = \"c@d.org\"\nmax_paper = 3\n"
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.starts_with("t.toml:9:1: key `subscribers[1].max_paper`: unknown field"), "{e}");
+    }
+
+    #[test]
     fn wrong_type_names_the_key() {
         let text = "[digest]\nmax_papers = \"ten\"\n[mail]\nfrom = \"a@b.org\"\n";
         let e = parse(text).unwrap_err().to_string();
@@ -630,6 +679,19 @@ password_env = "PW"
             "{e}"
         );
         assert!(!e.contains("at line 1"), "serde_json's own position is not repeated: {e}");
+    }
+
+    #[test]
+    fn a_wrong_type_inside_a_list_of_a_line_names_its_index() {
+        let e = read("{\"email\":\"a@b.org\",\"topics\":[\"x\",7]}\n").unwrap_err().to_string();
+        assert!(
+            e.starts_with("s.jsonl:1:34: key `subscribers[0].topics[1]`: invalid type: whole number"),
+            "{e}"
+        );
+        let e = read("{\"email\":\"a@b.org\",\"colour\":1}\n").unwrap_err().to_string();
+        assert!(e.starts_with("s.jsonl:1:27: key `subscribers[0].colour`: unknown field"), "{e}");
+        let e = read("{\"email\":\"a@b.org\"} x\n").unwrap_err().to_string();
+        assert!(e.starts_with("s.jsonl:1:21: key `subscribers[0]`: trailing characters"), "{e}");
     }
 
     #[test]

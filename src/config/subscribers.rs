@@ -110,9 +110,9 @@ pub(super) fn read_jsonl(
                 format!("expected a JSON object such as {{\"email\": \"name@example.org\"}}{array}"),
             ));
         }
-        let raw = serde_json::from_str::<RawSubscriber>(text).map_err(|e| {
+        let raw = parse_subscriber(text).map_err(|(field, e)| {
             let key = format!("subscribers[{n}]");
-            let key = match faulty_field(text) {
+            let key = match field {
                 Some(field) => format!("{key}.{field}"),
                 None => key,
             };
@@ -127,19 +127,17 @@ pub(super) fn read_jsonl(
     }
 }
 
-/// The field of a subscriber line that a type or unknown-field error is about: the first
-/// one that fails on its own beside a valid `email`. `None` when the line is not a JSON
-/// object or no single field is at fault (a missing `email`).
-pub(super) fn faulty_field(line: &str) -> Option<String> {
-    let serde_json::Value::Object(fields) = serde_json::from_str(line).ok()? else {
-        return None;
-    };
-    fields.into_iter().find_map(|(name, value)| {
-        let mut probe = serde_json::Map::new();
-        probe.insert("email".into(), "probe@example.org".into());
-        probe.insert(name.clone(), value);
-        serde_json::from_value::<RawSubscriber>(probe.into()).is_err().then_some(name)
-    })
+/// One subscriber line, read once. On failure, the path of the field at fault
+/// (`topics[1]`; `None` when the object as a whole is, e.g. a missing `email`) and
+/// serde_json's error.
+fn parse_subscriber(line: &str) -> std::result::Result<RawSubscriber, (Option<String>, serde_json::Error)> {
+    let mut de = serde_json::Deserializer::from_str(line);
+    let raw = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = super::dotted_key(e.path());
+        (field, e.into_inner())
+    })?;
+    de.end().map_err(|e| (None, e))?;
+    Ok(raw)
 }
 
 /// Moves a config error to a line of another file (the `subscribers_file`).

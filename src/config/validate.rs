@@ -10,7 +10,7 @@ use super::{
     TransportKind, WebSettings, line_column, span_of,
 };
 use crate::error::{Error, Result};
-use crate::model::{Frequency, Subscriber, Topic};
+use crate::model::{Frequency, PaperId, Subscriber, Topic};
 use chrono::Weekday;
 use chrono_tz::Tz;
 use lettre::message::Mailbox;
@@ -705,11 +705,7 @@ impl Validator<'_> {
     }
 }
 
-/// A `like` entry in the form papers are stored under: an arXiv id in any form (`arXiv:`,
-/// `oai:arXiv.org:`, an abs/pdf URL, old style, with a version) becomes the bare id, a DOI
-/// `doi:` and the lowercased DOI; anything else is kept as written.
+/// A `like` entry in the form papers are stored under (see [`PaperId::parse`]).
 pub(super) fn liked_id(id: &str) -> String {
-    crate::source::ids::normalize_arxiv(id)
-        .or_else(|| crate::source::ids::normalize_doi(id).map(|doi| format!("doi:{doi}")))
-        .unwrap_or_else(|| id.trim().to_string())
+    PaperId::parse(id).0
 }

@@ -1,15 +1,12 @@
 //! Pacing for the SMTP server: a messages-per-second rate and a rolling hourly cap shared
-//! by all concurrent senders, and the backoff between attempts of one message.
+//! by all concurrent senders. The backoff between attempts of one message is
+//! [`crate::retry::Retry`]'s.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-/// Longest pause between two attempts of one message, whatever `backoff_base` says: a
-/// run should move on and leave the message deferred rather than sleep for hours.
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// Hands out send slots: at most `rate` per second, at most `per_hour` in any hour.
 #[derive(Debug)]
@@ -81,13 +78,6 @@ impl Limiter {
     }
 }
 
-/// The pause before attempt `attempt + 1`: `base · 2^(attempt-1)`, capped, with jitter
-/// in [½, 1] of that so that concurrent senders throttled together do not retry together.
-pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20)).min(BACKOFF_MAX);
-    exp.mul_f64(0.5 + fastrand::f64() / 2.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,17 +113,5 @@ mod tests {
         assert_eq!(l.reserve(t0), t0);
         assert_eq!(l.reserve(t0), t0 + Duration::from_secs(1));
         assert_eq!(l.reserve(t0), t0 + HOUR);
-    }
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_is_capped() {
-        let base = Duration::from_millis(100);
-        for attempt in 1..6 {
-            let full = base * (1 << (attempt - 1));
-            let d = backoff(base, attempt);
-            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
-        }
-        assert!(backoff(base, 40) <= BACKOFF_MAX);
-        assert_eq!(backoff(Duration::ZERO, 3), Duration::ZERO);
     }
 }

@@ -1,11 +1,11 @@
 //! The one mailer of a run: picks the transport from the config and turns each message
 //! into "accepted", "try again later" or "will never work", retrying the middle case.
 
-use super::limit::backoff;
 use super::smtp::{Failure, SmtpPool, Stage};
 use crate::config::{MailSettings, TransportKind};
 use crate::error::{Error, Result};
 use crate::logging::mask_email;
+use crate::retry::Retry;
 use lettre::{AsyncFileTransport, AsyncSendmailTransport, AsyncTransport, Message, Tokio1Executor};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -13,12 +13,15 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+/// Longest pause between two attempts of one message, whatever `backoff_base` says: a
+/// run should move on and leave the message deferred rather than sleep for hours.
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
 /// Sends messages for one run. Shared by `&` between concurrent senders: the SMTP
 /// connection pool, `concurrency`, `rate_limit` and `max_per_hour` hold across all of them.
 pub struct Mailer {
     transport: Transport,
-    max_attempts: u32,
-    backoff_base: Duration,
+    retry: Retry,
     concurrency: usize,
     /// A failure of the session that every later send would only repeat: AUTH refused
     /// (retrying could lock the account), no STARTTLS, an untrusted certificate, or a
@@ -45,7 +48,7 @@ impl fmt::Debug for Mailer {
             Transport::Sendmail { command, .. } => d.field("sendmail", command),
             Transport::Smtp(pool) => d.field("smtp", pool),
         };
-        d.field("max_attempts", &self.max_attempts)
+        d.field("max_attempts", &self.retry.max_attempts)
             .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
     }
@@ -57,8 +60,7 @@ impl Mailer {
     pub fn new(settings: &MailSettings) -> Result<Self> {
         let single = |transport| Mailer {
             transport,
-            max_attempts: 1,
-            backoff_base: Duration::ZERO,
+            retry: Retry { max_attempts: 1, base: Duration::ZERO, max: Duration::ZERO },
             concurrency: 1,
             down: Mutex::new(None),
             unconfirmed: AtomicUsize::new(0),
@@ -84,8 +86,11 @@ impl Mailer {
                     .map_err(|message| Error::Transport { transient: false, message })?;
                 Mailer {
                     transport: Transport::Smtp(Box::new(pool)),
-                    max_attempts: s.max_attempts.max(1),
-                    backoff_base: s.backoff_base,
+                    retry: Retry {
+                        max_attempts: s.max_attempts.max(1),
+                        base: s.backoff_base,
+                        max: BACKOFF_MAX,
+                    },
                     concurrency: s.concurrency.max(1),
                     down: Mutex::new(None),
                     unconfirmed: AtomicUsize::new(0),
@@ -168,7 +173,7 @@ impl Mailer {
             if failure.unconfirmed {
                 self.count_unconfirmed(&failure);
             }
-            if !failure.transient || failure.unconfirmed || attempt >= self.max_attempts {
+            if !failure.transient || failure.unconfirmed || !self.retry.again_after(attempt) {
                 // The session, not the message, failed; every later send would repeat it.
                 if failure.stage == Stage::Session {
                     self.set_down(&failure);
@@ -180,11 +185,11 @@ impl Mailer {
                 }
                 return Err(to_error(failure, recipient));
             }
-            let pause = backoff(self.backoff_base, attempt);
+            let pause = self.retry.delay(attempt, None);
             tracing::warn!(
                 "mail to {masked}: {}; attempt {attempt} of {}, retrying in {} ms",
                 failure.message.replace(recipient, &masked),
-                self.max_attempts,
+                self.retry.max_attempts,
                 pause.as_millis()
             );
             tokio::time::sleep(pause).await;

@@ -12,7 +12,7 @@ use super::corpus::{ABSTRACT, Corpus, DocTf, TITLE, sparse_dot};
 use super::explain::TopicOutcome;
 use super::tuning;
 use crate::config::Topic;
-use crate::model::{Field, Match, Paper};
+use crate::model::{Field, Match, Paper, PaperId};
 use std::collections::{HashMap, HashSet};
 
 /// What the topic's best papers of the day look like together (Rocchio's centroid of the
@@ -215,8 +215,8 @@ impl CompiledTopic {
             terms.push(category.clone());
         }
         for id in &topic.like {
-            let wanted = normalize_arxiv_id(id);
-            let paper = liked.iter().chain(candidates).find(|p| normalize_arxiv_id(p.id.as_str()) == wanted);
+            let wanted = PaperId::parse(id);
+            let paper = liked.iter().chain(candidates).find(|p| p.id == wanted);
             let docs = match paper {
                 Some(paper) => {
                     // A liked paper is not its own neighbour.
@@ -761,19 +761,6 @@ fn group_by_doc(contributions: &mut Vec<Contribution>, docs: usize) {
 
 const EMPTY: Contribution =
     Contribution { doc: 0, term: 0, field: Field::Title, value: 0.0, kind: Kind::List, alone: false };
-
-/// "arXiv:2405.12345v2" and "2405.12345" name the same paper.
-fn normalize_arxiv_id(id: &str) -> String {
-    let id = id.trim();
-    let id = id.strip_prefix("arXiv:").or_else(|| id.strip_prefix("arxiv:")).unwrap_or(id);
-    let id = match id.rfind('v') {
-        Some(at) if at > 0 && id[at + 1..].chars().all(|c| c.is_ascii_digit()) && at + 1 < id.len() => {
-            &id[..at]
-        }
-        _ => id,
-    };
-    id.to_string()
-}
 
 #[cfg(test)]
 mod tests {

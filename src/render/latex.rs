@@ -5,7 +5,7 @@
 //! Abstracts are written for arXiv, not for a TeX engine: unbalanced `$`, `\alpha` outside
 //! math and `$5` prices all occur, so the rules below lean towards leaving text alone.
 
-use crate::text::{subscript, superscript};
+use crate::source::text::{subscript, superscript};
 use unicode_normalization::UnicodeNormalization;
 
 /// `s` with LaTeX markup turned into Unicode text.

@@ -10,11 +10,12 @@
 
 mod inline;
 pub mod latex;
+pub mod text;
 
 use crate::config::Subscriber;
 use crate::error::{Error, Result};
 use crate::model::{Frequency, Paper, PaperId, Ranked};
-use crate::text::{clean, first_sentences, strip_tags, wrap};
+use crate::source::text::{clean, first_sentences, strip_tags};
 use chrono::NaiveDate;
 use inline::Inliner;
 use minijinja::value::{Enumerator, Object, Value};
@@ -23,6 +24,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use text::wrap;
 
 /// Everything a digest template sees.
 #[derive(Debug)]

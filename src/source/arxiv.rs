@@ -3,11 +3,11 @@
 //! papers by id (`id_list=`) for liked papers the store does not hold yet.
 
 use super::http::HttpClient;
+use super::text::{self, clean};
 use super::{Window, ids, parse_error_xml, utf8};
 use crate::config::ArxivSettings;
 use crate::error::{Error, Result};
 use crate::model::Paper;
-use crate::text::{self, clean};
 use chrono::{DateTime, Utc};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;

@@ -10,11 +10,11 @@
 //! "Announce Type:") are removed here, at parse time.
 
 use super::http::{Fetched, HttpClient};
+use super::text::{self, clean, html_to_text};
 use super::{Window, ids, parse_error_xml, utf8};
 use crate::config::FeedSettings;
 use crate::error::{Error, Result};
 use crate::model::{Paper, PaperId};
-use crate::text::{self, clean, html_to_text};
 use quick_xml::events::Event;
 
 #[derive(Debug)]

@@ -4,6 +4,7 @@
 
 use crate::config::HttpSettings;
 use crate::error::{Error, Result};
+use crate::retry::Retry;
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
 use std::collections::HashMap;
@@ -161,7 +162,6 @@ impl HttpClient {
         } else {
             None
         };
-        let max_attempts = self.settings.max_attempts.max(1);
         let mut attempt = 1;
         loop {
             if let Some(last) = *turn {
@@ -192,7 +192,7 @@ impl HttpClient {
                     };
                     // An unreachable host (no DNS, connection refused) will not be back in
                     // seconds: fail now with a hint; the next run (or the timer's retry) tries again.
-                    if !error.is_transient() || unreachable || attempt >= max_attempts {
+                    if !error.is_transient() || unreachable || !self.retry().again_after(attempt) {
                         // The caller reports the failure; this is its detail.
                         tracing::debug!(url, attempt, status, "giving up: {error}");
                         return Err(after_attempts(error, attempt));
@@ -352,19 +352,16 @@ impl HttpClient {
         Ok(Fetched::Body(body))
     }
 
-    /// Exponential backoff with jitter, or the server's `Retry-After`; both capped at
-    /// `backoff_max` so a hostile header cannot stall a run for hours.
+    /// The pause before attempt `attempt + 1` ([`Retry::delay`]): both the exponential
+    /// backoff and the server's `Retry-After` capped at `backoff_max`, so a hostile header
+    /// cannot stall a run for hours.
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let max = self.settings.backoff_max;
-        if let Some(wait) = retry_after {
-            return wait.min(max);
-        }
-        let factor = 1u32 << attempt.saturating_sub(1).min(16);
-        let full = self.settings.backoff_base.saturating_mul(factor).min(max);
-        // Half fixed, half random: clients that failed together do not retry together,
-        // and no wait collapses to nothing.
-        let half = full / 2;
-        half + half.mul_f64(fastrand::f64())
+        self.retry().delay(attempt, retry_after)
+    }
+
+    fn retry(&self) -> Retry {
+        let s = &self.settings;
+        Retry { max_attempts: s.max_attempts.max(1), base: s.backoff_base, max: s.backoff_max }
     }
 
     fn remember(&self, url: &str, validators: Validators) {

@@ -3,11 +3,11 @@
 //! comes from here.
 
 use super::http::{Fetched, HttpClient};
+use super::text::{self, clean};
 use super::{Window, ids, parse_error_json};
 use crate::config::HuggingFaceSettings;
 use crate::error::{Error, Result};
 use crate::model::Paper;
-use crate::text::{self, clean};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 

@@ -152,6 +152,28 @@ pub fn canonical_url(s: &str) -> Option<String> {
     Some(out)
 }
 
+impl PaperId {
+    /// The key of the paper `s` names, in any form a user or a source writes it: an arXiv
+    /// id in any spelling [`normalize_arxiv`] accepts or a link [`arxiv_from_link`] reads,
+    /// a DOI (bare, `doi:` or a doi.org URL), an http(s) URL (`url:` prefix optional), or
+    /// an existing key. Anything else is kept as written (trimmed), so a key this function
+    /// built comes back unchanged.
+    pub fn parse(s: &str) -> PaperId {
+        let s = s.trim();
+        if let Some(arxiv) = normalize_arxiv(s).or_else(|| arxiv_from_link(s)) {
+            return arxiv_key(&arxiv);
+        }
+        if let Some(doi) = normalize_doi(s) {
+            return doi_key(&doi);
+        }
+        let url = strip_prefix_ci(s, "url:").unwrap_or(s);
+        match canonical_url(url) {
+            Some(canonical) => url_key(&canonical),
+            None => PaperId(s.to_string()),
+        }
+    }
+}
+
 /// The key of an arXiv paper.
 pub fn arxiv_key(id: &str) -> PaperId {
     PaperId(id.to_string())
@@ -331,6 +353,51 @@ mod tests {
             "https://huggingface.co/papers/2411.16500/discussion",
         ] {
             assert_eq!(arxiv_from_link(link), None, "{link}");
+        }
+    }
+
+    #[test]
+    fn every_form_of_a_paper_id_gives_the_same_key() {
+        let forms: [(&str, &[&str]); 4] = [
+            (
+                "2405.12345",
+                &[
+                    "2405.12345",
+                    " arXiv:2405.12345v2 ",
+                    "https://arxiv.org/abs/2405.12345v1",
+                    "http://arxiv.org/pdf/2405.12345v3.pdf",
+                    "oai:arXiv.org:2405.12345v2",
+                    "https://huggingface.co/papers/2405.12345",
+                ],
+            ),
+            (
+                "hep-th/9901001",
+                &[
+                    "hep-th/9901001",
+                    "HEP-TH/9901001v2",
+                    "oai:arXiv.org:hep-th/9901001",
+                    "https://arxiv.org/abs/hep-th/9901001v1",
+                ],
+            ),
+            ("doi:10.1000/xyz", &["10.1000/XYZ", "doi:10.1000/xyz", "https://doi.org/10.1000/XYZ"]),
+            (
+                "url:https://example.org/post",
+                &["https://Example.org/post/?utm_source=rss", "url:https://example.org/post"],
+            ),
+        ];
+        for (key, spellings) in forms {
+            for s in spellings {
+                assert_eq!(PaperId::parse(s).as_str(), key, "{s}");
+            }
+        }
+        assert_eq!(PaperId::parse(" not an id ").as_str(), "not an id");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_key_parses_back_to_itself(s in "\\PC{0,40}") {
+            let key = PaperId::parse(&s);
+            proptest::prop_assert_eq!(PaperId::parse(key.as_str()), key);
         }
     }
 

@@ -6,6 +6,7 @@ pub mod feed;
 pub mod http;
 pub mod huggingface;
 pub mod ids;
+pub mod text;
 
 use crate::config::Config;
 use crate::error::{Error, Result};

@@ -20,6 +20,7 @@ use std::sync::{Mutex, MutexGuard};
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("migrations/0001_init.sql")),
     ("0002_web", include_str!("migrations/0002_web.sql")),
+    ("0003_indexes", include_str!("migrations/0003_indexes.sql")),
 ];
 
 /// The database. A mutex makes it shareable across the async tasks of a run and the
@@ -309,9 +310,7 @@ impl Store {
     /// weekly subscriber would otherwise put the whole week before the daily ones.
     pub fn candidates(&self, since: DateTime<Utc>) -> Result<Vec<Paper>> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached("SELECT data FROM papers WHERE first_seen >= ?1 OR published >= ?1 ORDER BY id")
-            .map_err(|e| self.err(e))?;
+        let mut stmt = conn.prepare_cached(CANDIDATES).map_err(|e| self.err(e))?;
         let rows = stmt.query_map([ts(since)], |r| r.get::<_, String>(0)).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for data in rows {
@@ -321,6 +320,8 @@ impl Store {
                 Err(e) => tracing::warn!("skipping a stored paper that no longer parses: {e}"),
             }
         }
+        // By id, as SQLite's BINARY collation would have ordered them.
+        out.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
 
@@ -363,12 +364,7 @@ impl Store {
     /// subscriber has been sent: all a ranking needs, however long the history.
     pub fn seen_since(&self, subscriber: &str, since: DateTime<Utc>) -> Result<HashSet<PaperId>> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT s.paper_id FROM seen s JOIN papers p ON p.id = s.paper_id
-                 WHERE s.subscriber = ?1 AND (p.first_seen >= ?2 OR p.published >= ?2)",
-            )
-            .map_err(|e| self.err(e))?;
+        let mut stmt = conn.prepare_cached(SEEN_SINCE).map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params![subscriber, ts(since)], |r| r.get::<_, String>(0).map(PaperId))
             .map_err(|e| self.err(e))?;
@@ -381,7 +377,7 @@ impl Store {
     pub fn prune_seen(&self, before: DateTime<Utc>) -> Result<usize> {
         let mut conn = self.conn();
         let tx = write_transaction(&mut conn).map_err(|e| self.err(e))?;
-        let n = tx.execute("DELETE FROM seen WHERE seen_at < ?1", [ts(before)]).map_err(|e| self.err(e))?;
+        let n = tx.execute(PRUNE_SEEN, [ts(before)]).map_err(|e| self.err(e))?;
         self.check_file()?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(n)
@@ -398,6 +394,18 @@ impl Store {
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 }
+
+/// The papers first stored or published since ?1, through `papers_by_first_seen` and
+/// `papers_by_published` (migration 0003). Not `ORDER BY id`: SQLite would then walk the
+/// whole table in key order rather than sort the few rows the indexes find.
+const CANDIDATES: &str = "SELECT data FROM papers WHERE first_seen >= ?1 OR published >= ?1";
+
+/// What subscriber ?1 was sent among the candidates since ?2 (through `seen`'s key).
+const SEEN_SINCE: &str = "SELECT s.paper_id FROM seen s JOIN papers p ON p.id = s.paper_id
+     WHERE s.subscriber = ?1 AND (p.first_seen >= ?2 OR p.published >= ?2)";
+
+/// The `seen` rows older than ?1 (through `seen_by_seen_at`).
+const PRUNE_SEEN: &str = "DELETE FROM seen WHERE seen_at < ?1";
 
 /// A transaction that takes the write lock when it begins (`BEGIN IMMEDIATE`). Every
 /// transaction that writes uses it: a deferred one that reads first takes a snapshot, and
@@ -462,6 +470,39 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    /// `EXPLAIN QUERY PLAN`'s steps for `sql`.
+    fn plan(store: &Store, sql: &str) -> Vec<String> {
+        let conn = store.conn();
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        // The plan does not depend on the values: the parameters stay unbound.
+        let mut rows = stmt.raw_query();
+        let mut steps = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            steps.push(row.get::<_, String>(3).unwrap());
+        }
+        steps
+    }
+
+    #[test]
+    fn candidates_seen_and_pruning_are_read_through_indexes_not_whole_tables() {
+        let store = Store::open_in_memory().unwrap();
+        let candidates = plan(&store, CANDIDATES);
+        assert!(candidates.iter().any(|s| s.contains("papers_by_first_seen")), "{candidates:?}");
+        assert!(candidates.iter().any(|s| s.contains("papers_by_published")), "{candidates:?}");
+        for (sql, steps) in [
+            (CANDIDATES, candidates.clone()),
+            (SEEN_SINCE, plan(&store, SEEN_SINCE)),
+            (PRUNE_SEEN, plan(&store, PRUNE_SEEN)),
+        ] {
+            assert!(
+                steps.iter().all(|s| !(s.starts_with("SCAN papers")
+                    || s.starts_with("SCAN seen")
+                    || s.starts_with("SCAN s"))),
+                "{sql}: {steps:?}"
+            );
+        }
     }
 
     #[test]

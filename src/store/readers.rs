@@ -321,16 +321,36 @@ impl Store {
         edition: Option<NaiveDate>,
         limit: usize,
     ) -> Result<Vec<SentEdition>> {
+        self.editions(
+            "SELECT edition, items, COALESCE(sent_at, updated_at) FROM deliveries
+             WHERE subscriber = ?1 AND kind = 'digest' AND status = 'sent' AND (?2 IS NULL OR edition = ?2)
+             ORDER BY edition DESC LIMIT ?3",
+            params![subscriber, edition.map(|d| d.to_string()), limit as i64],
+        )
+    }
+
+    /// The papers most often sent on `topic` lately: (edition, items), for public topic pages.
+    pub fn topic_editions(&self, topic: &str, limit: usize) -> Result<Vec<SentEdition>> {
+        let pattern =
+            format!("%\"topic\":{}%", serde_json::to_string(topic).map_err(|e| self.err(json_err(e)))?);
+        let mut editions = self.editions(
+            "SELECT edition, items, MAX(COALESCE(sent_at, updated_at)) FROM deliveries
+             WHERE kind = 'digest' AND status = 'sent' AND items LIKE ?1
+             GROUP BY edition ORDER BY edition DESC LIMIT ?2",
+            params![pattern, limit as i64],
+        )?;
+        for e in &mut editions {
+            e.items.retain(|i| i.topic.as_deref() == Some(topic));
+        }
+        Ok(editions)
+    }
+
+    /// The rows of a query selecting (edition, items, sent at) as sent editions.
+    fn editions(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<SentEdition>> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT edition, items, COALESCE(sent_at, updated_at) FROM deliveries
-                 WHERE subscriber = ?1 AND kind = 'digest' AND status = 'sent' AND (?2 IS NULL OR edition = ?2)
-                 ORDER BY edition DESC LIMIT ?3",
-            )
-            .map_err(|e| self.err(e))?;
+        let mut stmt = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![subscriber, edition.map(|d| d.to_string()), limit as i64], |r| {
+            .query_map(params, |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
             })
             .map_err(|e| self.err(e))?;
@@ -343,37 +363,6 @@ impl Store {
             else {
                 continue;
             };
-            out.push(SentEdition { edition, items, sent_at });
-        }
-        Ok(out)
-    }
-
-    /// The papers most often sent on `topic` lately: (edition, items), for public topic pages.
-    pub fn topic_editions(&self, topic: &str, limit: usize) -> Result<Vec<SentEdition>> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT edition, items, MAX(COALESCE(sent_at, updated_at)) FROM deliveries
-                 WHERE kind = 'digest' AND status = 'sent' AND items LIKE ?1
-                 GROUP BY edition ORDER BY edition DESC LIMIT ?2",
-            )
-            .map_err(|e| self.err(e))?;
-        let pattern =
-            format!("%\"topic\":{}%", serde_json::to_string(topic).map_err(|e| self.err(json_err(e)))?);
-        let rows = stmt
-            .query_map(params![pattern, limit as i64], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
-            })
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (edition, items, sent_at) = row.map_err(|e| self.err(e))?;
-            let (Ok(edition), Ok(items)) =
-                (edition.parse::<NaiveDate>(), serde_json::from_str::<Vec<Item>>(&items))
-            else {
-                continue;
-            };
-            let items = items.into_iter().filter(|i| i.topic.as_deref() == Some(topic)).collect();
             out.push(SentEdition { edition, items, sent_at });
         }
         Ok(out)

@@ -85,7 +85,7 @@ fn entry_papers(papers: &HashMap<PaperId, Paper>, items: &[Item]) -> Vec<EntryPa
     items
         .iter()
         .filter_map(|i| papers.get(&i.id))
-        .map(|p| EntryPaper { title: crate::text::clean(&p.title), url: p.link() })
+        .map(|p| EntryPaper { title: crate::source::text::clean(&p.title), url: p.link() })
         .collect()
 }
 

@@ -13,7 +13,7 @@ fn paper_title(web: &Web, id: &str) -> String {
         .papers(&[PaperId(id.to_string())])
         .ok()
         .and_then(|p| p.into_iter().next())
-        .map_or_else(|| id.to_string(), |p| crate::text::clean(&p.title))
+        .map_or_else(|| id.to_string(), |p| crate::source::text::clean(&p.title))
 }
 
 fn vote_view(web: &Web, token: &str, more: bool) -> Response {

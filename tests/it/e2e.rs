@@ -1,18 +1,13 @@
 //! End to end: the real binary against a loopback HTTP server serving Hugging Face-shaped
 //! fixtures and a loopback SMTP server whose received bytes are parsed; SQLite is real.
 
-#[path = "support/http.rs"]
-mod http_server;
-#[path = "support/smtp.rs"]
-mod smtp_server;
+use crate::support::http::{HttpServer, Reply, Route};
+use crate::support::smtp::{Faults, Received, SmtpServer, TestCa, Tls, self_signed};
 
-#[path = "support/site.rs"]
-mod site;
+use crate::support::site;
 
-use http_server::{HttpServer, Reply, Route};
 use mail_parser::{MessageParser, MimeHeaders};
 use site::{NOW, Site, code, hf_server, stderr};
-use smtp_server::{Faults, Received, SmtpServer, TestCa, Tls, self_signed};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 

@@ -2,15 +2,10 @@
 //! real binary. They must behave exactly like `[[subscribers]]` tables, and a bad line must
 //! stop everything with exit 78 and a message naming the file and the line.
 
-#[path = "support/http.rs"]
-mod http_server;
-#[path = "support/site.rs"]
-mod site;
-#[path = "support/smtp.rs"]
-mod smtp_server;
+use crate::support::site;
+use crate::support::smtp::{Faults, SmtpServer};
 
 use site::{NOW, SUBSCRIBERS, Site, code, hf_server, stderr};
-use smtp_server::{Faults, SmtpServer};
 use std::collections::BTreeMap;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/subscribers");

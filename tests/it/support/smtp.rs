@@ -6,16 +6,13 @@
 //! stops when dropped.
 //!
 //! ```ignore
-//! #[path = "support/smtp.rs"] mod smtp_server;
-//! use smtp_server::{Faults, SmtpServer};
+//! use crate::support::smtp::{Faults, SmtpServer};
 //!
 //! let server = SmtpServer::start(Faults::none().tempfail_data(2).reject_rcpt("bob@example.org"));
 //! // ... point [mail.smtp] at 127.0.0.1:{server.port()} with security = "none" ...
 //! assert_eq!(server.messages().len(), 1);
 //! assert!(!server.saw_command("AUTH"));
 //! ```
-
-#![allow(dead_code)] // each test binary uses a different part of it
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -238,8 +235,6 @@ pub struct Received {
     pub rcpt_to: Vec<String>,
     /// The message as sent, dot-unstuffed, CRLF line ends, without the final `.`.
     pub data: Vec<u8>,
-    /// Which connection (0, 1, ...) carried it.
-    pub connection: usize,
 }
 
 impl Received {
@@ -277,8 +272,6 @@ struct Log {
     commands: Vec<String>,
     /// Commands read before the connection was encrypted.
     in_clear: Vec<String>,
-    /// Connections whose TLS handshake failed (the client refused the certificate).
-    tls_failures: usize,
     connections: usize,
     active: usize,
     max_active: usize,
@@ -346,10 +339,6 @@ impl SmtpServer {
         self.addr.port()
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// Every message received so far, in order.
     pub fn messages(&self) -> Vec<Received> {
         self.shared.log().messages.clone()
@@ -375,11 +364,6 @@ impl SmtpServer {
             .in_clear
             .iter()
             .any(|c| c.split_whitespace().next().is_some_and(|v| v.eq_ignore_ascii_case(verb)))
-    }
-
-    /// Connections whose TLS handshake failed.
-    pub fn tls_failures(&self) -> usize {
-        self.shared.log().tls_failures
     }
 
     /// Connections accepted so far.
@@ -440,15 +424,10 @@ trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 type Stream = Box<dyn Io>;
 
-/// Completes a TLS handshake, counting the failed ones.
-async fn accept_tls(config: &Arc<ServerConfig>, stream: Stream, shared: &Shared) -> std::io::Result<Stream> {
-    match TlsAcceptor::from(Arc::clone(config)).accept(stream).await {
-        Ok(tls) => Ok(Box::new(tls)),
-        Err(e) => {
-            shared.log().tls_failures += 1;
-            Err(e)
-        }
-    }
+/// Completes a TLS handshake.
+async fn accept_tls(config: &Arc<ServerConfig>, stream: Stream) -> std::io::Result<Stream> {
+    let tls = TlsAcceptor::from(Arc::clone(config)).accept(stream).await?;
+    Ok(Box::new(tls))
 }
 
 fn halves(stream: Stream) -> (BufReader<ReadHalf<Stream>>, WriteHalf<Stream>) {
@@ -462,7 +441,7 @@ async fn session(stream: TcpStream, shared: &Shared, id: usize) -> std::io::Resu
     let stream: Stream = match &faults.tls {
         Some(Tls::Implicit(config)) => {
             encrypted = true;
-            accept_tls(config, Box::new(stream), shared).await?
+            accept_tls(config, Box::new(stream)).await?
         }
         _ => Box::new(stream),
     };
@@ -498,7 +477,7 @@ async fn session(stream: TcpStream, shared: &Shared, id: usize) -> std::io::Resu
                 reply(&mut w, "220 2.0.0 Ready to start TLS").await?;
                 let Some(config) = starttls else { unreachable!() };
                 let plain = r.into_inner().unsplit(w);
-                (r, w) = halves(accept_tls(config, plain, shared).await?);
+                (r, w) = halves(accept_tls(config, plain).await?);
                 encrypted = true;
                 // RFC 3207: the client forgets what it knew and says EHLO again.
                 authed = false;
@@ -531,7 +510,7 @@ async fn session(stream: TcpStream, shared: &Shared, id: usize) -> std::io::Resu
             }
             "DATA" if tx.rcpts.is_empty() => reply(&mut w, "554 5.5.1 No valid recipients").await?,
             "DATA" => {
-                if !receive(&mut r, &mut w, shared, &mut tx, id).await? {
+                if !receive(&mut r, &mut w, shared, &mut tx).await? {
                     return Ok(());
                 }
             }
@@ -574,7 +553,6 @@ async fn receive<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     w: &mut W,
     shared: &Shared,
     tx: &mut Transaction,
-    id: usize,
 ) -> std::io::Result<bool> {
     reply(w, "354 End data with <CR><LF>.<CR><LF>").await?;
     let Some(data) = read_data(r).await? else { return Ok(false) };
@@ -582,7 +560,6 @@ async fn receive<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         mail_from: tx.from.take().unwrap_or_default(),
         rcpt_to: std::mem::take(&mut tx.rcpts),
         data,
-        connection: id,
     };
     match end_of_data(shared, received) {
         AfterData::Drop => Ok(false),

@@ -2,16 +2,11 @@
 //! completions and man, the alert after repeated failing runs, and the messages an
 //! operator meets: config errors, template errors, an unreachable source, SMTP secrets.
 
-#[path = "support/http.rs"]
-mod http_server;
-#[path = "support/site.rs"]
-mod site;
-#[path = "support/smtp.rs"]
-mod smtp_server;
+use crate::support::http::{HttpServer, Reply, Route};
+use crate::support::site;
+use crate::support::smtp::{Faults, SmtpServer};
 
-use http_server::{HttpServer, Reply, Route};
 use site::{NOW, Site, code, hf_server, stderr};
-use smtp_server::{Faults, SmtpServer};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

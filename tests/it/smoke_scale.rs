@@ -4,14 +4,9 @@
 //! once, the counts the run records, nothing sent twice), never time: the timed version
 //! is `bench/load.sh` (see BENCHMARKS.md).
 
-#[path = "support/http.rs"]
-mod http_server;
-#[path = "support/site.rs"]
-mod site;
-#[path = "support/smtp.rs"]
-mod smtp_server;
+use crate::support::site;
+use crate::support::smtp::{Faults, SmtpServer};
 
-use smtp_server::{Faults, SmtpServer};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;

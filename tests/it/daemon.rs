@@ -2,10 +2,8 @@
 //! Hugging Face fixtures from a loopback HTTP server and writing mail with the file
 //! transport. Every wait is bounded; a daemon left running by a failed test is killed.
 
-#[path = "support/http.rs"]
-mod http_server;
+use crate::support::http::{HttpServer, Reply, Request, Route};
 
-use http_server::{HttpServer, Reply, Request, Route};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};

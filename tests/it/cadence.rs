@@ -1,15 +1,10 @@
 //! Cadence through the real binary: weekly digests on their weekday (with catch-up after
 //! a missed one) and edition dates in each subscriber's time zone.
 
-#[path = "support/http.rs"]
-mod http_server;
-#[path = "support/site.rs"]
-mod site;
-#[path = "support/smtp.rs"]
-mod smtp_server;
+use crate::support::site;
+use crate::support::smtp::{Faults, SmtpServer};
 
 use site::{Site, code, hf_server, stderr};
-use smtp_server::{Faults, SmtpServer};
 
 fn last_edition(site: &Site, email: &str, now: &str) -> serde_json::Value {
     let out = site.run_at(&["status", "--json"], now);

@@ -6,8 +6,7 @@ use paper_digest::model::{Paper, PaperId, Ranked};
 use paper_digest::render::{DigestContext, MAX_MESSAGE_BYTES, ReaderLinks, Rendered, Renderer};
 use scraper::{Html, Selector};
 
-#[path = "fixtures/render/digest.rs"]
-mod digest;
+use crate::support::digest;
 
 use digest::{config, edition, papers, rank, render};
 

@@ -1,7 +1,5 @@
 //! `paper-digest serve` for tests: a `[web]` table on a free loopback port, the server
 //! as a child process (stopped when dropped), and small HTTP helpers over reqwest.
-//! Include with `#[path = "support/serve.rs"] mod serve;` after `site.rs`.
-#![allow(dead_code)]
 
 use super::site::{NOW, Site};
 use std::io::{BufRead, BufReader};

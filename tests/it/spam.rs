@@ -3,8 +3,7 @@
 //! package: without it the test prints a line naming the tool and skips, unless
 //! `PAPER_DIGEST_REQUIRE_TOOLS=1` (set by `.ci/run`, so CI never skips it).
 
-#[path = "fixtures/render/digest.rs"]
-mod digest;
+use crate::support::digest;
 
 use digest::{config, message, papers, rank, render};
 use std::io::Write;

@@ -1,8 +1,7 @@
 //! mail.rs against a real SMTP server on loopback: what arrives, and how each server
 //! failure comes back to the caller.
 
-#[path = "support/smtp.rs"]
-mod smtp_server;
+use crate::support::smtp::{Faults, Received, SmtpServer};
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -13,7 +12,6 @@ use paper_digest::Error;
 use paper_digest::config::{MailSettings, Secret, Security, SmtpSettings, TransportKind};
 use paper_digest::mail::{Envelope, Mailer, build, new_message_id};
 use paper_digest::render::Rendered;
-use smtp_server::{Faults, Received, SmtpServer};
 use std::time::{Duration, Instant};
 
 fn smtp(port: u16) -> SmtpSettings {

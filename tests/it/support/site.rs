@@ -1,9 +1,7 @@
 //! A test site for tests that run the real binary: a temp folder holding a config that
 //! points at loopback servers, helpers to run commands in it and to read its database.
-//! Include with `#[path = "support/site.rs"] mod site;` next to `http.rs` and `smtp.rs`.
-#![allow(dead_code)]
 
-use super::http_server::{HttpServer, Reply, Route};
+use super::http::{HttpServer, Reply, Route};
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -5,15 +5,13 @@
 //! down when dropped.
 //!
 //! ```ignore
-//! #[path = "support/http.rs"] mod http_server;
-//! use http_server::{HttpServer, Reply, Route};
+//! use crate::support::http::{HttpServer, Reply, Route};
 //! let server = HttpServer::start(vec![
 //!     Route::files("/api/daily_papers", "date", "tests/fixtures/hf", "json"),
 //!     Route::get("/flaky").reply(Reply::status(503)).reply(Reply::file("tests/fixtures/hf/2024-11-25.json")),
 //! ]);
 //! let base = server.url(); // http://127.0.0.1:PORT
 //! ```
-#![allow(dead_code)]
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -27,7 +25,6 @@ use tokio::net::TcpStream;
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub method: String,
     /// Path and query as sent (`/api/query?start=0&...`).
     pub target: String,
     pub path: String,
@@ -102,11 +99,6 @@ impl Reply {
     /// 200 with a chunked body that never ends.
     pub fn endless() -> Self {
         Reply { body: Body::Endless, ..Reply::ok(Vec::new()) }
-    }
-
-    pub fn with_status(mut self, code: u16) -> Self {
-        self.status = code;
-        self
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -242,10 +234,6 @@ impl HttpServer {
         format!("http://{}", self.addr)
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// Adds a route after start (e.g. one that needs [`HttpServer::url`]); it is tried
     /// after the earlier ones.
     pub fn route(&self, route: Route) {
@@ -255,11 +243,6 @@ impl HttpServer {
     /// Every request so far, in arrival order.
     pub fn requests(&self) -> Vec<Request> {
         self.state.requests.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    /// The requests for `path`, in arrival order.
-    pub fn requests_to(&self, path: &str) -> Vec<Request> {
-        self.requests().into_iter().filter(|r| r.path == path).collect()
     }
 
     /// How many responses the client hung up on before the body was complete.
@@ -273,19 +256,6 @@ impl HttpServer {
         let start = Instant::now();
         while self.aborted() < n && start.elapsed() < limit {
             tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        self.aborted() >= n
-    }
-
-    /// Like [`HttpServer::aborted_within`] for synchronous tests. Blocks the thread, so
-    /// never call it from inside an async test.
-    pub fn wait_for_aborted(&self, n: usize, limit: Duration) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if self.aborted() >= n {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
         }
         self.aborted() >= n
     }
@@ -339,7 +309,7 @@ async fn read_head(stream: &mut TcpStream) -> Option<Request> {
     let text = String::from_utf8_lossy(&head);
     let mut lines = text.split("\r\n");
     let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_string();
+    let _method = first.next()?;
     let target = first.next()?.to_string();
     let headers = lines
         .take_while(|l| !l.is_empty())
@@ -347,7 +317,7 @@ async fn read_head(stream: &mut TcpStream) -> Option<Request> {
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     let path = target.split('?').next().unwrap_or_default().to_string();
-    Some(Request { method, target, path, headers, at })
+    Some(Request { target, path, headers, at })
 }
 
 fn reason(code: u16) -> &'static str {

@@ -4,18 +4,13 @@
 //! stores them in SQLite and mails a digest to a loopback SMTP server whose received
 //! bytes are parsed here. Fixtures: tests/fixtures/real (make_real_fixtures.py).
 
-#[path = "support/http.rs"]
-mod http_server;
-#[path = "support/smtp.rs"]
-mod smtp_server;
+use crate::support::http::{HttpServer, Reply, Route};
+use crate::support::smtp::{Faults, SmtpServer};
 
-#[path = "support/site.rs"]
-mod site;
+use crate::support::site;
 
-use http_server::{HttpServer, Reply, Route};
 use mail_parser::MessageParser;
 use site::{Site, code, stderr};
-use smtp_server::{Faults, SmtpServer};
 use std::fmt::Write as _;
 
 const NOW: &str = "2026-04-29T07:00:00Z";

@@ -18,10 +18,10 @@ use paper_digest::rank::{Feedback, Index, TopicOutcome};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-const PAPERS: &str = include_str!("fixtures/papers.json");
-const TOPICS: &str = include_str!("fixtures/eval/topics.toml");
-const GRADES: &str = include_str!("fixtures/eval/grades.tsv");
-const HELD_OUT: &str = include_str!("fixtures/eval/held_out.txt");
+const PAPERS: &str = include_str!("../fixtures/papers.json");
+const TOPICS: &str = include_str!("../fixtures/eval/topics.toml");
+const GRADES: &str = include_str!("../fixtures/eval/grades.tsv");
+const HELD_OUT: &str = include_str!("../fixtures/eval/held_out.txt");
 /// The target for the mean nDCG@10 of each half.
 const TARGET: f64 = 0.93;
 const K: usize = 10;

@@ -3,21 +3,15 @@
 //! the next run delivers; one-click unsubscribe from the received header → the next run
 //! skips; GETs change nothing; forged links change nothing; a vote changes the ranking.
 
-#[path = "support/http.rs"]
-mod http_server;
-#[path = "support/smtp.rs"]
-mod smtp_server;
+use crate::support::smtp::{Faults, Received, SmtpServer};
 
-#[path = "support/site.rs"]
-mod site;
+use crate::support::site;
 
-#[path = "support/serve.rs"]
-mod serve;
+use crate::support::serve;
 
 use mail_parser::MessageParser;
 use serve::{Served, enable_web, free_port, get, post, url_after};
 use site::{NOW, Site, code, hf_server, stderr};
-use smtp_server::{Faults, Received, SmtpServer};
 use std::time::{Duration, Instant};
 
 const NEXT_DAY: &str = "2024-11-28T07:00:00Z";

@@ -6,22 +6,16 @@
 //! not installed, unless `PAPER_DIGEST_REQUIRE_TOOLS=1` (as in CI). With
 //! `PAPER_DIGEST_SCREENSHOTS=DIR` each page is saved there as a PNG (docs/web/ holds them).
 
-#[path = "support/http.rs"]
-mod http_server;
-#[path = "support/smtp.rs"]
-mod smtp_server;
+use crate::support::smtp::{Faults, Received, SmtpServer};
 
-#[path = "support/site.rs"]
-mod site;
+use crate::support::site;
 
-#[path = "support/serve.rs"]
-mod serve;
+use crate::support::serve;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use mail_parser::MessageParser;
 use serve::{Served, enable_web, free_port, url_after};
 use site::{Site, code, hf_server, stderr};
-use smtp_server::{Faults, Received, SmtpServer};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
