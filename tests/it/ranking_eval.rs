@@ -8,7 +8,7 @@
 //! perfect 1.000, is not ahead), is its own test, ignored while it is not met. No paper a
 //! topic excludes, and no paper without topic evidence, is ever shown.
 //!
-//! `cargo test --test ranking_eval -- --nocapture` prints both tables;
+//! `cargo test --test it ranking_eval:: -- --nocapture` prints both tables;
 //! `-- --include-ignored` also checks the per-topic target.
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
@@ -317,7 +317,7 @@ fn every_topic_of_the_labelled_set_ranks_something_relevant_first() {
 }
 
 /// For tuning: each topic's top 10 from both rankers, with grades and the ranker's
-/// reasons. `cargo test --test ranking_eval -- --ignored --nocapture`
+/// reasons. `cargo test --test it ranking_eval:: -- --ignored --nocapture`
 #[test]
 #[ignore = "prints the lists behind the table; run when tuning"]
 fn print_each_topics_top_10_with_grades_and_reasons() {
@@ -362,7 +362,7 @@ fn print_each_topics_top_10_with_grades_and_reasons() {
 }
 
 /// The `explain` outputs quoted in docs/ranking.md, one per rule.
-/// `cargo test --test ranking_eval print_the_explanations_in_the_docs -- --ignored --nocapture`
+/// `cargo test --test it ranking_eval::print_the_explanations_in_the_docs -- --ignored --nocapture`
 #[test]
 #[ignore = "prints the examples of docs/ranking.md"]
 fn print_the_explanations_in_the_docs() {

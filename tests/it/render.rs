@@ -500,7 +500,7 @@ fn preview_file_for_the_screenshot() {
     std::fs::write(&path, alice_digest(10).html).expect("write the preview");
 }
 
-/// Prints the sizes behind the budget: `cargo test --test render sizes -- --ignored --nocapture`.
+/// Prints the sizes behind the budget: `cargo test --test it render::sizes -- --ignored --nocapture`.
 #[test]
 #[ignore = "a report, not a check"]
 fn sizes() {
