@@ -23,7 +23,12 @@ pub fn main(cli: Cli) -> Result<u8> {
         _ => {}
     }
     let path = config::locate(cli.config.as_deref());
-    let cfg = Config::load(&path)?;
+    // A run reads the subscribers file a chunk at a time; the other commands hold it.
+    let cfg = if matches!(cli.command, Command::Run | Command::Daemon) {
+        Config::load_streaming(&path)?
+    } else {
+        Config::load(&path)?
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

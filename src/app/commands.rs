@@ -661,7 +661,7 @@ fn check_templates(cfg: &Config, now: DateTime<Utc>) -> Result<()> {
 pub(super) fn render_sample(cfg: &Config, renderer: &Renderer, now: DateTime<Utc>) -> Result<()> {
     let papers = sample_papers(now);
     let sample;
-    let subscriber = match cfg.subscribers.first() {
+    let subscriber = match cfg.first_subscriber() {
         Some(s) => s,
         None => {
             sample = Subscriber {

@@ -16,7 +16,8 @@ use crate::mail::Mailer;
 use crate::store::Store;
 use chrono::{DateTime, Duration as Days, Utc};
 use deliver::Composer;
-use plan::{Candidates, Planner};
+use plan::{Candidates, Planner, Roster};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 pub use tokio_util::sync::CancellationToken as Shutdown;
@@ -125,6 +126,32 @@ async fn send_all(
     Ok(())
 }
 
+/// Plans and sends the subscribers file's subscribers (but those `taken` already), a
+/// chunk read at a time, until the run is stopped or the mail session fails.
+async fn send_file(
+    run: &Run<'_>,
+    planner: &Planner<'_>,
+    shelf: &Arc<plan::Papers>,
+    (file, taken): (&mut config::FileSubscribers<'_>, &HashSet<String>),
+    summary: &mut RunSummary,
+) -> Result<()> {
+    loop {
+        if run.shutdown.is_cancelled() || summary.transport_down {
+            break;
+        }
+        let mut chunk = file.next_chunk(plan::FILE_CHUNK)?;
+        if chunk.is_empty() {
+            break;
+        }
+        chunk.retain(|s| !taken.contains(&s.key));
+        let planned = chunk.len();
+        let jobs = planner.plan(chunk, summary)?;
+        run.progress.inc((planned - jobs.len()) as u64);
+        deliver::send_jobs(run, shelf, jobs, summary).await?;
+    }
+    Ok(())
+}
+
 impl RunSummary {
     /// The line that says the mail session failed, why, and what became of the digests.
     fn session_failure(&self) -> Option<String> {
@@ -170,10 +197,10 @@ impl<'a> Run<'a> {
 pub async fn run_once(cfg: &Config, now: DateTime<Utc>, shutdown: &Shutdown) -> Result<RunSummary> {
     let started = Instant::now();
     let store = Arc::new(Store::open(&cfg.digest.database)?);
-    let readers = crate::web::roster::apply(cfg, &store)?;
-    let cfg = readers.as_ref().unwrap_or(cfg);
+    let roster = Roster::new(cfg, &store)?;
+    let cfg = roster.cfg.as_ref().unwrap_or(cfg);
     let run_id = store.start_run("run", now)?;
-    let result = run_inner(cfg, &store, now, shutdown).await;
+    let result = run_inner(cfg, &roster, &store, now, shutdown).await;
     let finished = now + Days::from_std(started.elapsed()).unwrap_or_default();
     match result {
         Ok(mut summary) => {
@@ -215,6 +242,7 @@ fn log_summary(summary: &RunSummary) {
 
 async fn run_inner(
     cfg: &Config,
+    roster: &Roster,
     store: &Arc<Store>,
     now: DateTime<Utc>,
     shutdown: &Shutdown,
@@ -246,8 +274,11 @@ async fn run_inner(
     let mut run = Run::new(cfg, Arc::clone(store), now, shutdown)?;
     // A template mistake found now costs nothing: no subscriber has been planned yet.
     commands::render_sample(cfg, &run.composer.renderer, now)?;
-    run.progress = progress::bar(cfg.subscribers.len() as u64);
+    run.progress = progress::bar((cfg.subscribers.len() + roster.streamed) as u64);
     send_all(&run, &planner, &shelf, &mut summary).await?;
+    if let Some(mut file) = cfg.file_subscribers()? {
+        send_file(&run, &planner, &shelf, (&mut file, &roster.taken), &mut summary).await?;
+    }
     run.progress.finish_and_clear();
     run.mailer.close().await;
     if let Some(line) = summary.session_failure() {

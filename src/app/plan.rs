@@ -23,6 +23,68 @@ pub(super) const SEEN_MARGIN_DAYS: i64 = 30;
 /// Whether any subscriber reads weekly: then the week is fetched and ranked for them.
 pub(super) fn any_weekly(cfg: &Config) -> bool {
     cfg.subscribers.iter().any(|s| s.frequency == Frequency::Weekly)
+        || cfg.subscribers_file.as_ref().is_some_and(|f| !f.held && f.weekly)
+}
+
+/// Subscribers of the file read a chunk at a time, so that a run's memory does not grow
+/// with the file: only one chunk's subscribers and rankings are held at a time.
+pub(super) const FILE_CHUNK: usize = 1000;
+
+/// Who a run plans for: the config's subscribers with the database's readers applied
+/// (`web::roster`), and, when the config streams its subscribers file, the file's
+/// subscribers the roster has nothing to say about.
+pub(super) struct Roster {
+    /// The config with the readers applied; `None`: the config as it is.
+    pub(super) cfg: Option<Config>,
+    /// File subscribers already among `cfg.subscribers`: left out when the file is read.
+    pub(super) taken: HashSet<String>,
+    /// How many subscribers the file stream will give (for the progress bar).
+    pub(super) streamed: usize,
+}
+
+impl Roster {
+    /// The roster of a run. A file subscriber that is suppressed, paused, has settings
+    /// from the manage page or votes is read into the config first (one pass over the
+    /// file), so that `web::roster` treats them exactly as when the config held them all.
+    pub(super) fn new(cfg: &Config, store: &Store) -> Result<Roster> {
+        let Some(mut file) = cfg.file_subscribers()? else {
+            return Ok(Roster {
+                cfg: crate::web::roster::apply(cfg, store)?,
+                taken: HashSet::new(),
+                streamed: 0,
+            });
+        };
+        let mut known: HashSet<String> = store.suppressions()?.into_iter().map(|s| s.subscriber).collect();
+        known.extend(store.readers()?.into_iter().map(|r| r.subscriber));
+        known.extend(store.all_feedback()?.into_iter().map(|(key, _, _)| key));
+        let total = cfg.subscribers_file.as_ref().map_or(0, |f| f.count);
+        if known.is_empty() {
+            return Ok(Roster { cfg: None, taken: HashSet::new(), streamed: total });
+        }
+        let mut with_known = cfg.clone();
+        let mut rest_weekly = false;
+        loop {
+            let chunk = file.next_chunk(FILE_CHUNK)?;
+            if chunk.is_empty() {
+                break;
+            }
+            for sub in chunk {
+                if known.contains(&sub.key) {
+                    with_known.subscribers.push(sub);
+                } else {
+                    rest_weekly |= sub.frequency == Frequency::Weekly;
+                }
+            }
+        }
+        let taken: HashSet<String> =
+            with_known.subscribers[cfg.subscribers.len()..].iter().map(|s| s.key.clone()).collect();
+        if let Some(f) = &mut with_known.subscribers_file {
+            f.weekly = rest_weekly;
+        }
+        let streamed = total.saturating_sub(taken.len());
+        let applied = crate::web::roster::apply(&with_known, store)?.unwrap_or(with_known);
+        Ok(Roster { cfg: Some(applied), taken, streamed })
+    }
 }
 
 /// The candidate windows: daily subscribers rank the lookback window, weekly ones the week.
