@@ -374,6 +374,29 @@ mod tests {
     }
 
     #[test]
+    fn a_streamed_file_subscriber_the_readers_table_knows_is_taken_out_of_the_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let list: String = (0..4).map(|i| format!("{{\"email\": \"r{i}@example.org\"}}\n")).collect();
+        std::fs::write(dir.path().join("subs.jsonl"), list).unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "subscribers_file = \"subs.jsonl\"\n[mail]\nfrom = \"d@example.org\"\n")
+            .unwrap();
+        let cfg = Config::load_streaming(&path).unwrap();
+        let store = Store::open_in_memory().unwrap();
+
+        let quiet = Roster::new(&cfg, &store).unwrap();
+        assert!(quiet.cfg.is_none() && quiet.taken.is_empty());
+        assert_eq!(quiet.streamed, 4);
+
+        store.suppress("r1@example.org", "operator", now()).unwrap();
+        let roster = Roster::new(&cfg, &store).unwrap();
+        let applied = roster.cfg.as_ref().unwrap();
+        assert!(applied.subscribers.is_empty(), "the suppressed reader gets nothing");
+        assert_eq!(roster.taken, HashSet::from(["r1@example.org".to_string()]), "nor from the stream");
+        assert_eq!(roster.streamed, 3);
+    }
+
+    #[test]
     fn chunks_share_the_runs_papers_and_load_only_those_that_left_the_window() {
         let store = Store::open_in_memory().unwrap();
         let paper = |id: &str| Paper { id: PaperId(id.into()), title: id.into(), ..Paper::default() };

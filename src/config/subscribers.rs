@@ -270,3 +270,73 @@ impl FileSubscribers<'_> {
         Ok(chunk)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a config with `inline` subscribers and `list` as its subscribers file.
+    fn written(inline: &str, list: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("subs.jsonl"), list).unwrap();
+        let config = dir.path().join("c.toml");
+        let text = format!(
+            "subscribers_file = \"subs.jsonl\"\n[mail]\nfrom = \"digest@example.org\"\n[topics.t]\nkeywords = [\"x\"]\n{inline}"
+        );
+        std::fs::write(&config, text).unwrap();
+        (dir, config)
+    }
+
+    fn lines(n: usize) -> String {
+        (0..n).map(|i| format!("{{\"email\": \"r{i}@example.org\"}}\n")).collect()
+    }
+
+    #[test]
+    fn a_streamed_config_holds_only_the_inline_subscribers_and_reads_the_file_in_chunks() {
+        let (_dir, path) = written("[[subscribers]]\nemail = \"ann@example.org\"\n", &lines(25));
+        let cfg = Config::load_streaming(&path).unwrap();
+        assert_eq!(cfg.subscribers.len(), 1);
+        let file = cfg.subscribers_file.as_ref().unwrap();
+        assert_eq!((file.count, file.held, file.weekly), (25, false, false));
+        assert_eq!(cfg.first_subscriber().unwrap().key, "ann@example.org");
+        let mut stream = cfg.file_subscribers().unwrap().unwrap();
+        let sizes: Vec<usize> = std::iter::from_fn(|| {
+            let chunk = stream.next_chunk(10).unwrap();
+            (!chunk.is_empty()).then_some(chunk.len())
+        })
+        .collect();
+        assert_eq!(sizes, [10, 10, 5]);
+
+        let held = Config::load(&path).unwrap();
+        assert_eq!(held.subscribers.len(), 26);
+        assert!(held.file_subscribers().unwrap().is_none(), "a held file is not read again");
+    }
+
+    #[test]
+    fn a_streamed_config_names_the_first_line_of_an_address_listed_twice() {
+        let list = format!("{}{{\"email\": \"R3@example.org\"}}\n", lines(5));
+        let (_dir, path) = written("", &list);
+        let e = Config::load_streaming(&path).unwrap_err().to_string();
+        let held = Config::load(&path).unwrap_err().to_string();
+        assert!(e.contains("subs.jsonl:6:"), "{e}");
+        assert!(e.contains("r3@example.org is listed twice (first on line 4)"), "{e}");
+        assert_eq!(e, held, "streamed or held, the same error");
+
+        let (_dir, path) = written("[[subscribers]]\nemail = \"r1@example.org\"\n", &lines(3));
+        let e = Config::load_streaming(&path).unwrap_err().to_string();
+        assert!(e.contains("subs.jsonl:2:") && e.contains("first as subscribers[0]"), "{e}");
+    }
+
+    #[test]
+    fn a_file_line_broken_after_loading_is_refused_with_the_file_and_line_when_read_again() {
+        let (dir, path) = written("", &lines(3));
+        let cfg = Config::load_streaming(&path).unwrap();
+        std::fs::write(dir.path().join("subs.jsonl"), format!("{}{{\"email\": \"nope\"}}\n", lines(2)))
+            .unwrap();
+        let mut stream = cfg.file_subscribers().unwrap().unwrap();
+        let e = stream.next_chunk(10).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::CONFIG);
+        let e = e.to_string();
+        assert!(e.contains("subs.jsonl:3:") && e.contains("subscribers[2].email"), "{e}");
+    }
+}
