@@ -376,7 +376,8 @@ mod tests {
     #[test]
     fn a_streamed_file_subscriber_the_readers_table_knows_is_taken_out_of_the_stream() {
         let dir = tempfile::tempdir().unwrap();
-        let list: String = (0..4).map(|i| format!("{{\"email\": \"r{i}@example.org\"}}\n")).collect();
+        let list =
+            (0..4).map(|i| format!("{{\"email\": \"r{i}@example.org\"}}\n")).collect::<Vec<_>>().concat();
         std::fs::write(dir.path().join("subs.jsonl"), list).unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "subscribers_file = \"subs.jsonl\"\n[mail]\nfrom = \"d@example.org\"\n")

@@ -288,7 +288,7 @@ mod tests {
     }
 
     fn lines(n: usize) -> String {
-        (0..n).map(|i| format!("{{\"email\": \"r{i}@example.org\"}}\n")).collect()
+        (0..n).map(|i| format!("{{\"email\": \"r{i}@example.org\"}}\n")).collect::<Vec<_>>().concat()
     }
 
     #[test]
