@@ -7,7 +7,7 @@ use super::{Run, RunSummary};
 use crate::config::{Config, MailSettings};
 use crate::error::{Error, Result};
 use crate::logging::mask_email;
-use crate::mail::{self, Envelope, Mailer};
+use crate::mail::{self, Envelope, Mailer, Wire};
 use crate::render::{DigestContext, Renderer};
 use crate::store::{Committer, Outcome, Store, joined};
 use chrono::{DateTime, Utc};
@@ -43,9 +43,14 @@ impl Composer {
         })
     }
 
-    /// Renders and builds a job's message: the CPU-bound part of a send, run on the
-    /// blocking pool so that rendering uses every core while the sends wait on the network.
-    fn compose(&self, job: &Job, papers: &Papers, now: DateTime<Utc>) -> Result<lettre::Message> {
+    /// Renders, builds and formats a job's message: the CPU-bound part of a send, run on
+    /// the blocking pool so that it uses every core while the sends wait on the network,
+    /// and the send loop only moves bytes.
+    fn compose(&self, job: &Job, papers: &Papers, now: DateTime<Utc>) -> Result<Wire> {
+        self.build(job, papers, now).map(|message| Wire::new(&message))
+    }
+
+    fn build(&self, job: &Job, papers: &Papers, now: DateTime<Utc>) -> Result<lettre::Message> {
         let (mail, subscriber, items) = (&self.mail, &job.subscriber, &job.items);
         let ranked = ranked_from_items(items, papers);
         let ctx = DigestContext {
@@ -93,7 +98,7 @@ pub(super) enum Sent {
 }
 
 /// A job with its built message, or what became of it instead.
-type Ready = (Arc<Job>, std::result::Result<lettre::Message, Sent>);
+type Ready = (Arc<Job>, std::result::Result<Wire, Sent>);
 
 /// Renders, sends and records one chunk's jobs. Rendering runs ahead on the blocking
 /// pool, up to `concurrency` messages are with the transport at once, and outcomes are
@@ -291,8 +296,8 @@ pub(super) fn outcome(job: &Job, result: Sent, summary: &mut RunSummary) -> Opti
 }
 
 /// Hands a built message to the transport. Its row is already marked 'sending'.
-async fn attempt(mailer: &Mailer, job: &Job, message: &lettre::Message) -> Sent {
-    match mailer.send(message, &job.subscriber.key).await {
+async fn attempt(mailer: &Mailer, job: &Job, message: &Wire) -> Sent {
+    match mailer.send_wire(message, &job.subscriber.key).await {
         Ok(()) => Sent::Ok,
         Err(e @ Error::Transport { .. }) => {
             Sent::SessionFailed { config: !e.is_transient(), error: e.to_string() }
