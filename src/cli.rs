@@ -1,4 +1,4 @@
-//! Command-line definitions (clap). Only parsing lives here; `app` does the work.
+//! Command-line definitions (clap). Only parsing lives here; `dispatch` runs the command.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};

@@ -21,6 +21,7 @@ pub mod cadence;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dispatch;
 pub mod error;
 pub mod lock;
 pub mod logging;

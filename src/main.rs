@@ -6,7 +6,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = paper_digest::cli::Cli::parse();
     paper_digest::logging::init(&cli.log_options());
-    match paper_digest::app::main(cli) {
+    match paper_digest::dispatch::main(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("paper-digest: {err}");

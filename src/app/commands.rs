@@ -1,10 +1,10 @@
 //! The operator commands around the daily run: preview, resend, explain, status, check
 //! and init. They reuse the run's parts (fetch, candidates, ranking, rendering, sending).
 
-use super::{
-    Candidates, Indexes, Job, Sent, fetch, fetch_days, items, liked_papers, papers_for, ranked_from_items,
-    send_one, window,
-};
+use super::deliver::{Sent, outcome, send_one};
+use super::fetch::{fetch as fetch_all, fetch_days, liked_papers, window};
+use super::plan::{Candidates, Choice, Job, Papers, Planner, papers_for, ranked_from_items};
+use super::{Run, RunSummary, Shutdown};
 use crate::cadence;
 use crate::cli::{PreviewArgs, PreviewFormat};
 use crate::config::Config;
@@ -19,11 +19,12 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use std::collections::HashMap;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Writes a command's output to standard output: one lock, one buffer, one flush. A reader
 /// that has gone away (`paper-digest status | head -1`) is not the command's failure: the
 /// rest of the output is dropped, quietly, and the command's own outcome stands.
-pub(super) fn print(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<()> {
+pub(crate) fn print(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<()> {
     let mut out = BufWriter::new(io::stdout().lock());
     match write(&mut out).and_then(|()| out.flush()) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
@@ -31,7 +32,24 @@ pub(super) fn print(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Res
     }
 }
 
-pub(super) fn init(path: &Path, force: bool) -> Result<u8> {
+/// `paper-digest fetch`: every source, stored, without ranking or sending.
+pub(crate) async fn fetch(cfg: &Config, now: DateTime<Utc>) -> Result<u8> {
+    let store = Store::open(&cfg.digest.database)?;
+    let fetched = fetch_all(cfg, &store, now, fetch_days(cfg)).await?;
+    let stored = store.paper_count()?;
+    print(|out| {
+        writeln!(
+            out,
+            "fetched: {} sources ok, {} failed, {} new papers, {stored} papers stored",
+            fetched.ok,
+            fetched.errors.len(),
+            fetched.new_papers,
+        )
+    })?;
+    Ok(if fetched.errors.is_empty() { exit::OK } else { exit::PARTIAL })
+}
+
+pub(crate) fn init(path: &Path, force: bool) -> Result<u8> {
     if path.exists() && !force {
         return Err(Error::Config {
             path: path.to_path_buf(),
@@ -100,7 +118,7 @@ fn shell_word(s: &str) -> String {
     }
 }
 
-pub(super) fn completions(shell: clap_complete::Shell) -> Result<u8> {
+pub(crate) fn completions(shell: clap_complete::Shell) -> Result<u8> {
     let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
     // Into memory first: clap_complete panics on a failed write, and a reader that hangs
     // up (`| head`) is no failure of ours.
@@ -110,7 +128,7 @@ pub(super) fn completions(shell: clap_complete::Shell) -> Result<u8> {
     Ok(exit::OK)
 }
 
-pub(super) fn man() -> Result<u8> {
+pub(crate) fn man() -> Result<u8> {
     let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
     let mut page = Vec::new();
     clap_mangen::Man::new(cmd)
@@ -148,25 +166,26 @@ fn subscriber<'c>(cfg: &'c Config, email: &str) -> Result<&'c Subscriber> {
     })
 }
 
-pub(super) async fn preview(cfg: &Config, args: &PreviewArgs, now: DateTime<Utc>) -> Result<u8> {
+pub(crate) async fn preview(cfg: &Config, args: &PreviewArgs, now: DateTime<Utc>) -> Result<u8> {
     let sub = subscriber(cfg, &args.to)?;
     let store = Store::open(&cfg.digest.database)?;
     if !args.offline
         && !cfg.sources.is_empty()
-        && let Err(e) = fetch(cfg, &store, now, fetch_days(cfg)).await
+        && let Err(e) = fetch_all(cfg, &store, now, fetch_days(cfg)).await
     {
         tracing::warn!("fetch failed, previewing what the database holds: {e}");
     }
     let candidates = Candidates::load(cfg, &store, now)?;
     let liked = liked_papers(cfg, &store).await;
-    let indexes = Indexes::new(cfg, &store, &candidates, &liked, now)?;
+    let planner = Planner::new(cfg, &store, &candidates, &liked, now)?;
     let edition = cadence::edition_key(sub, now);
     // An unfinished ledger row is what the next run will send, so that is the preview.
-    let items = match store.digest_delivery(&sub.key, edition)? {
-        Some(row) if row.status.is_retryable() => row.items,
-        _ => items(&indexes.rank(sub, &candidates.seen(&store, sub)?)),
+    let items = match planner.choose(sub, edition)? {
+        Choice::Retry(row) => row.items,
+        Choice::Fresh(items) => items,
+        Choice::Handled(_) => planner.rank(sub)?,
     };
-    let papers = papers_for(&store, &candidates, items.iter())?;
+    let papers = papers_for(&store, &candidates.shelf(), items.iter())?;
     let ranked = ranked_from_items(&items, &papers);
     let out = match args.format {
         PreviewFormat::Json => {
@@ -232,7 +251,7 @@ fn write_output(path: Option<&Path>, bytes: &[u8]) -> Result<()> {
     }
 }
 
-pub(super) async fn resend(
+pub(crate) async fn resend(
     cfg: &Config,
     to: &str,
     edition: Option<NaiveDate>,
@@ -260,14 +279,16 @@ pub(super) async fn resend(
     };
     let job = Job {
         delivery_id: id,
-        subscriber: sub,
+        subscriber: sub.clone(),
         edition: row.edition,
         message_id: row.message_id,
         items: row.items,
     };
-    let papers = papers_for(&store, &Candidates::empty(), job.items.iter())?;
-    let mailer = Mailer::new(&cfg.mail)?;
-    let result = send_one(cfg, &store, &renderer_for(cfg)?, &mailer, &job, &papers, now).await;
+    let store = Arc::new(store);
+    let papers = papers_for(&store, &Arc::new(Papers::new()), job.items.iter())?;
+    let shutdown = Shutdown::new();
+    let run = Run::new(cfg, Arc::clone(&store), now, &shutdown)?;
+    let result = send_one(&run, &job, &papers).await;
     let (outcome, code) = match result {
         Sent::Ok => (Outcome::Sent { id }, exit::OK),
         Sent::Failed(e) => (Outcome::Failed { id, error: e }, exit::PARTIAL),
@@ -297,7 +318,7 @@ pub(super) async fn resend(
 /// (again refused, deferred, or not offered because the session failed: exit 75, or 78
 /// when the configuration must change) is left `failed` with the new reason, so that the
 /// next `retry --failed` finds it: `run` only plans the current edition.
-pub(super) async fn retry_failed(cfg: &Config, edition: Option<NaiveDate>, now: DateTime<Utc>) -> Result<u8> {
+pub(crate) async fn retry_failed(cfg: &Config, edition: Option<NaiveDate>, now: DateTime<Utc>) -> Result<u8> {
     let store = Store::open(&cfg.digest.database)?;
     let failed = store.failed_digests(edition)?;
     if failed.is_empty() {
@@ -311,9 +332,11 @@ pub(super) async fn retry_failed(cfg: &Config, edition: Option<NaiveDate>, now: 
         })?;
         return Ok(exit::OK);
     }
-    let renderer = renderer_for(cfg)?;
-    let mailer = Mailer::new(&cfg.mail)?;
-    let mut summary = super::RunSummary::default();
+    let store = Arc::new(store);
+    let shutdown = Shutdown::new();
+    let run = Run::new(cfg, Arc::clone(&store), now, &shutdown)?;
+    let none = Arc::new(Papers::new());
+    let mut summary = RunSummary::default();
     for row in failed {
         // A subscriber removed from the config since keeps the row failed; it is named.
         let Some(sub) = cfg.subscriber(&row.subscriber) else {
@@ -329,32 +352,27 @@ pub(super) async fn retry_failed(cfg: &Config, edition: Option<NaiveDate>, now: 
             ));
             continue;
         };
-        let job = Job {
-            delivery_id: row.id,
-            subscriber: sub,
-            edition: row.edition,
-            message_id: row.message_id,
-            items: row.items,
-        };
-        let papers = papers_for(&store, &Candidates::empty(), job.items.iter())?;
+        let (id, last_error) = (row.id, row.last_error.clone());
+        let job = Job::of(row, sub.clone());
+        let papers = papers_for(&store, &none, job.items.iter())?;
         let result = if summary.transport_down {
             Sent::Unsent("not offered: the mail session failed".into())
         } else {
-            store.requeue(&[row.id], now)?;
-            send_one(cfg, &store, &renderer, &mailer, &job, &papers, now).await
+            store.requeue(&[id], now)?;
+            send_one(&run, &job, &papers).await
         };
-        let outcome = match super::outcome(&job, result, &mut summary) {
+        let outcome = match outcome(&job, result, &mut summary) {
             Some(sent @ Outcome::Sent { .. }) => sent,
             Some(
                 Outcome::Failed { error, .. }
                 | Outcome::Deferred { error, .. }
                 | Outcome::Unsent { error, .. },
-            ) => Outcome::Failed { id: row.id, error },
-            None => Outcome::Failed { id: row.id, error: row.last_error.unwrap_or_default() },
+            ) => Outcome::Failed { id, error },
+            None => Outcome::Failed { id, error: last_error.unwrap_or_default() },
         };
         store.record_outcomes(&[outcome], now)?;
     }
-    mailer.close().await;
+    run.mailer.close().await;
     if let Some(e) = &summary.session_error {
         eprintln!(
             "paper-digest: mail session failed: {e}; the digests not sent stay failed for the next `retry --failed`"
@@ -373,7 +391,7 @@ pub(super) async fn retry_failed(cfg: &Config, edition: Option<NaiveDate>, now: 
     Ok(summary.exit_code())
 }
 
-pub(super) async fn explain(
+pub(crate) async fn explain(
     cfg: &Config,
     to: &str,
     paper: &str,
@@ -385,8 +403,8 @@ pub(super) async fn explain(
     let id = PaperId::parse(paper);
     let candidates = Candidates::load(cfg, &store, now)?;
     let liked = liked_papers(cfg, &store).await;
-    let indexes = Indexes::new(cfg, &store, &candidates, &liked, now)?;
-    let explanation = indexes.explain(sub, &id, &candidates.seen(&store, sub)?);
+    let planner = Planner::new(cfg, &store, &candidates, &liked, now)?;
+    let explanation = planner.indexes.explain(sub, &id, &candidates.seen(&store, sub)?);
     // The reader's "More like this" / "Fewer like this" votes (from `serve`).
     let (liked, disliked) = store.feedback(&sub.key)?;
     let ids = |v: &[PaperId]| v.iter().map(PaperId::as_str).collect::<Vec<_>>().join(", ");
@@ -444,7 +462,7 @@ fn timer_next_elapse() -> Option<DateTime<Utc>> {
 }
 
 #[allow(clippy::too_many_lines)] // one report, read top to bottom
-pub(super) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8> {
+pub(crate) fn status(cfg: &Config, json: bool, now: DateTime<Utc>) -> Result<u8> {
     let tz = if json { chrono_tz::UTC } else { cfg.digest.timezone };
     let at = |t: &str| when(t, tz);
     // Read only: a status check never creates or migrates the database.
@@ -645,7 +663,7 @@ fn check_templates(cfg: &Config, now: DateTime<Utc>) -> Result<()> {
 pub(super) fn render_sample(cfg: &Config, renderer: &Renderer, now: DateTime<Utc>) -> Result<()> {
     let papers = sample_papers(now);
     let sample;
-    let subscriber = match cfg.subscribers.first() {
+    let subscriber = match cfg.first_subscriber() {
         Some(s) => s,
         None => {
             sample = Subscriber {
@@ -748,7 +766,7 @@ fn check_database(cfg: &Config) -> Result<()> {
     super::database_folder(cfg, false)
 }
 
-pub(super) async fn check(cfg: &Config, connect: bool, now: DateTime<Utc>) -> Result<u8> {
+pub(crate) async fn check(cfg: &Config, connect: bool, now: DateTime<Utc>) -> Result<u8> {
     check_templates(cfg, now)?;
     check_database(cfg)?;
     if cfg.mail.transport == crate::config::TransportKind::Smtp

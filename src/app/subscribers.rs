@@ -10,7 +10,7 @@ use crate::store::{Reader, ReaderOrigin, Store};
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 
-pub(super) fn run(cfg: &Config, action: SubscribersAction, now: DateTime<Utc>) -> Result<u8> {
+pub(crate) fn run(cfg: &Config, action: SubscribersAction, now: DateTime<Utc>) -> Result<u8> {
     let store = Store::open(&cfg.digest.database)?;
     match action {
         SubscribersAction::List { json } => list(cfg, &store, json),

@@ -19,6 +19,7 @@ pub use crate::model::{Subscriber, Topic};
 use raw::RawConfig;
 pub use raw::SmtpAuth;
 pub use secret::{PasswordCommand, Secret};
+pub use subscribers::FileSubscribers;
 use validate::Validator;
 
 /// The config file used when neither `--config` nor `$PAPER_DIGEST_CONFIG` names one.
@@ -72,6 +73,13 @@ pub struct SubscribersFile {
     /// Absolute (resolved against the config file's folder).
     pub path: PathBuf,
     pub count: usize,
+    /// Whether any of them reads weekly (the week is then fetched and ranked).
+    pub weekly: bool,
+    /// Whether `Config::subscribers` holds them. When not ([`Config::load_streaming`]),
+    /// [`Config::file_subscribers`] reads them again, a chunk at a time.
+    pub held: bool,
+    /// The file's first subscriber, for the sample digest a run renders first.
+    pub first: Option<Box<Subscriber>>,
 }
 
 #[derive(Debug, Clone)]
@@ -216,27 +224,27 @@ pub struct Alerts {
 impl Config {
     /// Reads and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
-            path: path.to_path_buf(),
-            line: None,
-            column: None,
-            key: None,
-            message: if e.kind() == std::io::ErrorKind::NotFound {
-                format!(
-                    "no config file here; write one with `paper-digest init {}`, or name another with \
-                     --config FILE or ${ENV_VAR}",
-                    path.display()
-                )
-            } else {
-                format!("cannot read the config file: {e}")
-            },
-        })?;
+        Self::load_with(path, false)
+    }
+
+    /// Reads and validates the config file at `path` like [`Config::load`], the whole
+    /// `subscribers_file` included, but keeps only the inline subscribers: a run reads the
+    /// file's again a chunk at a time ([`Config::file_subscribers`]), so that its memory does
+    /// not grow with the file.
+    pub fn load_streaming(path: &Path) -> Result<Config> {
+        Self::load_with(path, true)
+    }
+
+    fn load_with(path: &Path, streaming: bool) -> Result<Config> {
+        let text = read_config(path)?;
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         let base = std::path::absolute(&base).unwrap_or(base);
-        Self::parse_with(&text, path, &base, &|name| std::env::var(name).ok())
+        let env = |name: &str| std::env::var(name).ok();
+        let raw = parse_raw(path, &text)?;
+        Validator { path, text: &text, base: &base, env: &env }.validate_as(raw, streaming)
     }
 
     /// Parses `text` as if it were the file `path`; relative paths resolve against `base`.
@@ -247,13 +255,7 @@ impl Config {
         base: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config> {
-        let de = toml::Deserializer::parse(text).map_err(|e| toml_error(path, text, &e, None))?;
-        // The path serde was at when it failed names array entries (`subscribers[3].email`),
-        // which the line alone cannot tell apart.
-        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = dotted_key(e.path());
-            toml_error(path, text, e.inner(), key)
-        })?;
+        let raw = parse_raw(path, text)?;
         Validator { path, text, base, env }.validate(raw)
     }
 
@@ -266,6 +268,17 @@ impl Config {
         let key = email.trim().to_lowercase();
         self.subscribers.iter().find(|s| s.key == key)
     }
+}
+
+/// The file's TOML as its schema, before validation.
+fn parse_raw(path: &Path, text: &str) -> Result<RawConfig> {
+    let de = toml::Deserializer::parse(text).map_err(|e| toml_error(path, text, &e, None))?;
+    // The path serde was at when it failed names array entries (`subscribers[3].email`),
+    // which the line alone cannot tell apart.
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = dotted_key(e.path());
+        toml_error(path, text, e.inner(), key)
+    })
 }
 
 /// The path serde reports (`subscribers[3].topics[0]`) up to the first part it could not
@@ -289,6 +302,25 @@ pub(super) fn dotted_key(path: &serde_path_to_error::Path) -> Option<String> {
         }
     }
     (!key.is_empty()).then_some(key)
+}
+
+/// The config file's text; a missing file says how to write one.
+fn read_config(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::Config {
+        path: path.to_path_buf(),
+        line: None,
+        column: None,
+        key: None,
+        message: if e.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "no config file here; write one with `paper-digest init {}`, or name another with \
+                     --config FILE or ${ENV_VAR}",
+                path.display()
+            )
+        } else {
+            format!("cannot read the config file: {e}")
+        },
+    })
 }
 
 /// A TOML error with the file, line and column; `key` from serde's path, else the key

@@ -98,8 +98,14 @@ impl Validator<'_> {
         }
     }
 
-    #[allow(clippy::too_many_lines)]
     pub(super) fn validate(&self, raw: RawConfig) -> Result<Config> {
+        self.validate_as(raw, false)
+    }
+
+    /// Validates like [`Validator::validate`]; with `streaming`, the subscribers file is
+    /// read through but its subscribers are not kept ([`Config::load_streaming`]).
+    #[allow(clippy::too_many_lines)]
+    pub(super) fn validate_as(&self, raw: RawConfig, streaming: bool) -> Result<Config> {
         let d = raw.digest;
         if d.max_papers == 0 {
             return Err(self.err("digest.max_papers", "expected at least 1"));
@@ -259,7 +265,7 @@ impl Validator<'_> {
             );
         }
 
-        let mut list = SubscriberList::default();
+        let mut list = SubscriberList { streaming, ..SubscriberList::default() };
         for (i, s) in raw.subscribers.into_iter().enumerate() {
             let key = format!("subscribers[{i}]");
             let sub = self.subscriber(&key, s, &topics, &digest)?;
@@ -377,15 +383,51 @@ impl Validator<'_> {
                 path.display()
             ),
         })?;
-        let before = list.subscribers.len();
+        let (mut count, mut weekly, mut first) = (0, false, None);
         read_jsonl(std::io::BufReader::new(opened), &path, |n, line, raw| {
             let key = format!("subscribers[{n}]");
             let sub = self.subscriber(&key, raw, topics, digest).map_err(|e| relocate(e, &path, line))?;
-            list.push(sub, Origin::Line(line)).map_err(|twice| {
+            count += 1;
+            weekly |= sub.frequency == Frequency::Weekly;
+            if first.is_none() {
+                first = Some(Box::new(sub.clone()));
+            }
+            let pushed = if list.streaming {
+                list.push_key(&sub.key, line, |key| self.first_line_of(&path, key, line, topics, digest))
+            } else {
+                list.push(sub, Origin::Line(line))
+            };
+            pushed.map_err(|twice| {
                 relocate(self.err(format!("{key}.email"), self.listed_twice(&twice)), &path, line)
             })
         })?;
-        Ok(SubscribersFile { path, count: list.subscribers.len() - before })
+        Ok(SubscribersFile { path, count, weekly, held: !list.streaming, first })
+    }
+
+    /// The first line of the subscribers file, before `before`, that lists `key`: the file
+    /// is read again, which only a duplicate (or a clash of hashes) costs.
+    fn first_line_of(
+        &self,
+        path: &Path,
+        key: &str,
+        before: usize,
+        topics: &BTreeMap<String, Topic>,
+        digest: &DigestSettings,
+    ) -> Option<usize> {
+        let opened = std::fs::File::open(path).ok()?;
+        let mut found = None;
+        let _ = read_jsonl(std::io::BufReader::new(opened), path, |n, line, raw| {
+            if found.is_none()
+                && line < before
+                && self
+                    .subscriber(&format!("subscribers[{n}]"), raw, topics, digest)
+                    .is_ok_and(|s| s.key == key)
+            {
+                found = Some(line);
+            }
+            Ok(())
+        });
+        found
     }
 
     pub(super) fn mail(&self, m: RawMail) -> Result<MailSettings> {

@@ -17,6 +17,19 @@ use std::time::Duration;
 /// run should move on and leave the message deferred rather than sleep for hours.
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
+/// A message as it goes on the wire: its SMTP envelope and its formatted bytes. Made on
+/// the thread that rendered it, so the send loop only moves bytes.
+pub struct Wire {
+    pub envelope: lettre::address::Envelope,
+    pub bytes: Vec<u8>,
+}
+
+impl Wire {
+    pub fn new(msg: &Message) -> Wire {
+        Wire { envelope: msg.envelope().clone(), bytes: msg.formatted() }
+    }
+}
+
 /// Sends messages for one run. Shared by `&` between concurrent senders: the SMTP
 /// connection pool, `concurrency`, `rate_limit` and `max_per_hour` hold across all of them.
 pub struct Mailer {
@@ -120,18 +133,23 @@ impl Mailer {
     /// Dropping the future mid-send is safe: the connection in use is closed, never
     /// reused.
     pub async fn send(&self, msg: &Message, recipient: &str) -> Result<()> {
+        self.send_wire(&Wire::new(msg), recipient).await
+    }
+
+    /// Sends a message already formatted for the wire ([`Wire::new`], done where it was
+    /// rendered), as [`Mailer::send`] does.
+    pub async fn send_wire(&self, wire: &Wire, recipient: &str) -> Result<()> {
         if let Some(e) = self.down() {
             return Err(e);
         }
-        let envelope = msg.envelope();
-        let email = msg.formatted();
+        let (envelope, email) = (&wire.envelope, &wire.bytes);
         match &self.transport {
             Transport::File { dir, inner } => {
                 tokio::fs::create_dir_all(dir).await.map_err(|e| Error::Transport {
                     transient: false,
                     message: format!("cannot create the outbox folder {}: {e}", dir.display()),
                 })?;
-                inner.send_raw(envelope, &email).await.map(drop).map_err(|e| Error::Transport {
+                inner.send_raw(envelope, email).await.map(drop).map_err(|e| Error::Transport {
                     // A full disk empties; a missing permission needs a fix.
                     transient: io_kind(&e).is_some_and(|k| {
                         matches!(k, std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
@@ -142,13 +160,13 @@ impl Mailer {
             Transport::Sendmail { command, inner } => {
                 // lettre does not pass on sendmail's exit status, so EX_TEMPFAIL cannot be
                 // told from a hard failure; deferring keeps the message for the next run.
-                inner.send_raw(envelope, &email).await.map_err(|e| Error::Mail {
+                inner.send_raw(envelope, email).await.map_err(|e| Error::Mail {
                     recipient: recipient.to_string(),
                     transient: true,
                     message: format!("{} failed: {e}", command.display()),
                 })
             }
-            Transport::Smtp(pool) => self.send_smtp(pool, envelope, &email, recipient).await,
+            Transport::Smtp(pool) => self.send_smtp(pool, envelope, email, recipient).await,
         }
     }
 

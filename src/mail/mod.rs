@@ -10,6 +10,6 @@ mod message;
 mod smtp;
 mod tls;
 
-pub use mailer::Mailer;
+pub use mailer::{Mailer, Wire};
 pub use message::{Envelope, build, build_for, is_list_id, new_message_id};
 pub use tls::pem_certificates;

@@ -1,9 +1,11 @@
 //! SQLite storage: papers, what each subscriber has seen, the delivery ledger, runs and
 //! HTTP validators. Migrations in `migrations/NNNN_name.sql` are applied on open, in WAL mode.
 
+mod committer;
 mod ledger;
 mod readers;
 
+pub use committer::{Committer, joined};
 pub use ledger::{Delivery, Item, Kind, NewDelivery, Outcome, RunRecord, Status};
 pub use readers::{Pending, Reader, ReaderOrigin, SentEdition, Suppression, Votes};
 
