@@ -1112,12 +1112,12 @@ fn compose(
         // With [web], every reader gets their own signed links and List-Unsubscribe URL.
         Some(links) => {
             let reader = links.for_digest(&subscriber.key, edition, items.iter().map(|i| &i.id));
-            let rendered = renderer.render_with_links(&ctx, Some(&reader))?;
-            mail::build_for(mail, &envelope, &rendered, Some(&reader.unsubscribe))
+            let encoded = renderer.render_encoded(&ctx, Some(&reader))?;
+            mail::build_encoded(mail, &envelope, encoded, Some(&reader.unsubscribe))
         }
         None => {
-            let rendered = renderer.render(&ctx)?;
-            mail::build(mail, &envelope, &rendered)
+            let encoded = renderer.render_encoded(&ctx, None)?;
+            mail::build_encoded(mail, &envelope, encoded, mail.unsubscribe_url.as_deref())
         }
     }
 }
