@@ -302,7 +302,8 @@ fn digests(c: &mut Criterion) {
                 // As a run does it: the parts encoded once per card, moved into the message.
                 let encoded = renderer.render_encoded(&context(sub, &papers), None).expect("render");
                 let envelope = Envelope { to: &sub.email, message_id: &message_id, date: now };
-                let message = mail::build_encoded(&cfg.mail, &envelope, encoded, None).expect("build the message");
+                let message =
+                    mail::build_encoded(&cfg.mail, &envelope, encoded, None).expect("build the message");
                 black_box(message.formatted());
             }
         });

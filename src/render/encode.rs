@@ -20,19 +20,12 @@
 use email_encoding::body::Encoding;
 use std::sync::{Arc, OnceLock};
 
-/// One part of a message: its text, and its quoted-printable encoding when it could be assembled from
-/// fragments; `None` leaves the encoding (7bit, quoted-printable or base64) to lettre.
+/// One part of a message: its text, and its quoted-printable encoding when lettre would
+/// choose quoted-printable for it; `None` leaves the encoding (7bit or base64) to lettre.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Part {
     pub text: String,
     pub quoted_printable: Option<Vec<u8>>,
-}
-
-impl Part {
-    /// The bytes this part takes on the wire when it was assembled encoded.
-    pub fn encoded_len(&self) -> Option<usize> {
-        self.quoted_printable.as_ref().map(Vec::len)
-    }
 }
 
 /// A fragment shared by many bodies (a card's block), with its encoding made on first use.
@@ -60,7 +53,7 @@ impl Fragment {
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Segment<'a> {
     Own(&'a str),
-    Shared(&'a Fragment),
+    Shared(&'a Arc<Fragment>),
 }
 
 impl Segment<'_> {
@@ -72,33 +65,67 @@ impl Segment<'_> {
     }
 }
 
-/// The body made of `segments` in order: its text, and its quoted-printable encoding
-/// assembled from the shared fragments' encodings when every shared fragment starts at
-/// the start of a line and ends with a line break, and lettre would choose
-/// quoted-printable for the text.
-pub(super) fn assemble(segments: &[Segment<'_>]) -> Part {
-    let len = segments.iter().map(|s| s.text().len()).sum();
-    let mut text = String::with_capacity(len);
-    let mut on_boundaries = true;
-    for segment in segments {
-        if let Segment::Shared(f) = segment {
-            let at_line_start = text.is_empty() || text.ends_with('\n');
-            on_boundaries &= at_line_start && (f.text.is_empty() || f.text.ends_with('\n'));
-        }
-        text.push_str(segment.text());
-    }
-    let quoted_printable = (on_boundaries && Encoding::choose(text.as_str(), false) == Encoding::QuotedPrintable)
-        .then(|| {
-            let mut out = Vec::with_capacity(len + len / 8);
-            for segment in segments {
-                match segment {
-                    Segment::Own(s) => encode_into(s, &mut out),
-                    Segment::Shared(f) => out.extend_from_slice(f.encoded()),
+/// A body put together from segments, its encoding not made yet: a digest is laid out
+/// (and maybe laid out again, shorter) on its text, and only the layout sent is encoded.
+#[derive(Debug)]
+pub(super) struct Assembled {
+    text: String,
+    /// Where each shared fragment starts in `text`; `None` when one does not sit on line
+    /// boundaries, so the encoding must be made from the whole text.
+    shared: Option<Vec<(usize, Arc<Fragment>)>>,
+}
+
+impl Assembled {
+    /// The body made of `segments` in order.
+    pub(super) fn new(segments: &[Segment<'_>]) -> Self {
+        let len = segments.iter().map(|s| s.text().len()).sum();
+        let mut text = String::with_capacity(len);
+        let mut shared = Some(Vec::new());
+        for segment in segments {
+            if let Segment::Shared(f) = segment {
+                let at_line_start = text.is_empty() || text.ends_with('\n');
+                let ends_line = f.text.is_empty() || f.text.ends_with('\n');
+                match &mut shared {
+                    Some(list) if at_line_start && ends_line => list.push((text.len(), Arc::clone(f))),
+                    _ => shared = None,
                 }
             }
-            out
-        });
-    Part { text, quoted_printable }
+            text.push_str(segment.text());
+        }
+        Assembled { text, shared }
+    }
+
+    /// A body that is all the message's own text.
+    pub(super) fn own(text: String) -> Self {
+        Assembled { text, shared: Some(Vec::new()) }
+    }
+
+    pub(super) fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub(super) fn into_text(self) -> String {
+        self.text
+    }
+
+    /// The part with its quoted-printable encoding when lettre would choose
+    /// quoted-printable for the text: the shared fragments' encodings (made once) joined
+    /// with the encoding of the text between them, or the whole text encoded when a
+    /// fragment is off a line boundary.
+    pub(super) fn into_part(self) -> Part {
+        if Encoding::choose(self.text.as_str(), false) != Encoding::QuotedPrintable {
+            return Part { text: self.text, quoted_printable: None };
+        }
+        let mut out = Vec::with_capacity(self.text.len() + self.text.len() / 8);
+        let mut at = 0;
+        for (start, fragment) in self.shared.iter().flatten() {
+            encode_into(&self.text[at..*start], &mut out);
+            out.extend_from_slice(fragment.encoded());
+            at = start + fragment.text.len();
+        }
+        encode_into(&self.text[at..], &mut out);
+        Part { text: self.text, quoted_printable: Some(out) }
+    }
 }
 
 /// `text` in quoted-printable, line breaks as CRLF: what lettre sends for it.
@@ -155,18 +182,20 @@ mod tests {
     }
 
     #[test]
-    fn fragments_off_line_boundaries_leave_the_encoding_to_lettre() {
-        let card = Fragment::new("<p>é</p>\n");
-        let body = assemble(&[Segment::Own("<td>"), Segment::Shared(&card), Segment::Own("</td>\n")]);
-        assert_eq!(body.text, "<td><p>é</p>\n</td>\n");
-        assert!(body.quoted_printable.is_none());
+    fn fragments_off_line_boundaries_are_encoded_with_the_whole_text() {
+        let card = Arc::new(Fragment::new("<p>é</p>\n"));
+        let body = Assembled::new(&[Segment::Own("<td>"), Segment::Shared(&card), Segment::Own("</td>\n")]);
+        assert!(body.shared.is_none());
+        let part = body.into_part();
+        assert_eq!(part.text, "<td><p>é</p>\n</td>\n");
+        assert_eq!(part.quoted_printable, Some(lettre_encoded(&part.text)));
     }
 
     #[test]
     fn short_ascii_bodies_are_left_to_lettre_as_7bit() {
-        let card = Fragment::new("plain ascii\n");
-        let body = assemble(&[Segment::Own("head\n"), Segment::Shared(&card)]);
-        assert!(body.quoted_printable.is_none());
+        let card = Arc::new(Fragment::new("plain ascii\n"));
+        let body = Assembled::new(&[Segment::Own("head\n"), Segment::Shared(&card)]);
+        assert!(body.into_part().quoted_printable.is_none());
     }
 
     /// Lines made of ASCII words, `=`, spaces, tabs and non-ASCII letters, some near or past
@@ -202,13 +231,16 @@ mod tests {
             at.extend([0, text.len()]);
             at.sort_unstable();
             at.dedup();
-            let fragments: Vec<Fragment> = at.windows(2).map(|w| Fragment::new(&text[w[0]..w[1]])).collect();
+            let fragments: Vec<Arc<Fragment>> =
+                at.windows(2).map(|w| Arc::new(Fragment::new(&text[w[0]..w[1]]))).collect();
             let segments: Vec<Segment<'_>> = fragments
                 .iter()
                 .zip(shared.iter().cycle())
                 .map(|(f, &s)| if s { Segment::Shared(f) } else { Segment::Own(f.text()) })
                 .collect();
-            let body = assemble(&segments);
+            let assembled = Assembled::new(&segments);
+            prop_assert!(assembled.shared.is_some());
+            let body = assembled.into_part();
             prop_assert_eq!(&body.text, &text);
             let whole = lettre_encoded(&text);
             prop_assert_eq!(&encode(&text), &whole);

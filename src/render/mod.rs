@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::model::{Frequency, Paper, PaperId, Ranked};
 use crate::text::{clean, first_sentences, strip_tags, wrap};
 use chrono::NaiveDate;
-use encode::{Fragment, Segment};
+use encode::{Assembled, Fragment, Segment};
 use inline::Inliner;
 use minijinja::value::{Enumerator, Object, Value};
 use minijinja::{Environment, UndefinedBehavior};
@@ -214,13 +214,24 @@ impl Renderer {
         ctx: &DigestContext<'_>,
         links: Option<&ReaderLinks>,
     ) -> Result<Rendered> {
-        self.render_encoded(ctx, links).map(Rendered::from)
+        let (subject, html, text) = self.render_parts(ctx, links)?;
+        Ok(Rendered { subject, html: html.into_text(), text: text.into_text() })
     }
 
     /// [`Renderer::render_with_links`], with each part also in quoted-printable where it
     /// could be assembled from encodings made once per card (see [`Part`]), so a message
     /// is built without encoding the cards again for every reader.
     pub fn render_encoded(&self, ctx: &DigestContext<'_>, links: Option<&ReaderLinks>) -> Result<Encoded> {
+        let (subject, html, text) = self.render_parts(ctx, links)?;
+        Ok(Encoded { subject, html: html.into_part(), text: text.into_part() })
+    }
+
+    /// The subject and the two parts, laid out to fit, not yet encoded.
+    fn render_parts(
+        &self,
+        ctx: &DigestContext<'_>,
+        links: Option<&ReaderLinks>,
+    ) -> Result<(String, Assembled, Assembled)> {
         let digest = Digest::new(ctx, links, self);
         let n = digest.papers.len();
         let parts = |layout: Layout| -> Result<Vec<Arc<CardParts>>> {
@@ -231,7 +242,7 @@ impl Renderer {
         let page = Value::from_serialize(digest.page("", Layout::all(n), &full, true));
         let subject = clean(&self.render_template(SUBJECT, &page)?);
 
-        let attempt = |layout: Layout| -> Result<(Encoded, bool)> {
+        let attempt = |layout: Layout| -> Result<((String, Assembled, Assembled), bool)> {
             let parts = if layout.summary == Summary::Full && layout.cards >= n {
                 full.clone()
             } else {
@@ -240,17 +251,21 @@ impl Renderer {
             // One template value for both parts.
             let page = Value::from_serialize(digest.page(&subject, layout, &parts, true));
             let html = self.inline_digest(&self.render_template(HTML, &page)?, &parts)?;
-            let text = match self.fill_text(&self.render_template(TEXT, &page)?, &parts) {
+            let text = match Self::fill_text(&self.render_template(TEXT, &page)?, &parts) {
                 Some(text) => text,
                 // The template changed a card's placeholder (a filter on `paper.text.*`):
                 // render it again with the cards' text itself.
-                None => encode::assemble(&[Segment::Own(
-                    &self.render_template(TEXT, &Value::from_serialize(digest.page(&subject, layout, &parts, false)))?,
-                )]),
+                None => Assembled::own(self.render_template(
+                    TEXT,
+                    &Value::from_serialize(digest.page(&subject, layout, &parts, false)),
+                )?),
             };
-            let size = |part: &Part| part.encoded_len().unwrap_or_else(|| transfer_size_bound(&part.text));
-            let fits = size(&html) + size(&text) + subject.len() + HEADER_HEADROOM <= MAX_MESSAGE_BYTES;
-            Ok((Encoded { subject: subject.clone(), html, text }, fits))
+            let fits = transfer_size_bound(html.text())
+                + transfer_size_bound(text.text())
+                + subject.len()
+                + HEADER_HEADROOM
+                <= MAX_MESSAGE_BYTES;
+            Ok(((subject.clone(), html, text), fits))
         };
 
         let (full, fits) = attempt(Layout::all(n))?;
@@ -293,10 +308,10 @@ impl Renderer {
     /// with a plain stylesheet the page around the cards is spliced and each card's HTML
     /// goes in with the styles it was given once per run; otherwise the cards go in as
     /// rendered and the whole message is inlined.
-    fn inline_digest(&self, html: &str, parts: &[Arc<CardParts>]) -> Result<Part> {
+    fn inline_digest(&self, html: &str, parts: &[Arc<CardParts>]) -> Result<Assembled> {
         let pieces = || parts.iter().flat_map(|p| p.html.iter());
         if !html.contains(PLACEHOLDER) {
-            return Ok(encode::assemble(&[Segment::Own(&self.inline(html)?)]));
+            return Ok(Assembled::own(self.inline(html)?));
         }
         if let Some(sheet) = self.inliner.plain_sheet(html).map_err(inline_error)?
             && let Some(page) = self.inliner.splice_with(html, &sheet).map_err(inline_error)?
@@ -306,25 +321,26 @@ impl Renderer {
                 .collect::<std::result::Result<_, _>>()
                 .map_err(inline_error)?;
             if let Some(inlined) = inlined {
-                let segments = segments(&page, PLACEHOLDER, PLACEHOLDER_END, |k| inlined.get(k).map(|f| &**f));
-                return Ok(encode::assemble(&segments));
+                let segments = segments(&page, PLACEHOLDER, PLACEHOLDER_END, |k| inlined.get(k));
+                return Ok(Assembled::new(&segments));
             }
         }
-        let raw: Vec<Fragment> = pieces().map(|piece| Fragment::new(Arc::clone(&piece.raw))).collect();
-        let filled = encode::assemble(&segments(html, PLACEHOLDER, PLACEHOLDER_END, |k| raw.get(k)));
-        Ok(encode::assemble(&[Segment::Own(&self.inline(&filled.text)?)]))
+        let raw: Vec<Arc<Fragment>> =
+            pieces().map(|piece| Arc::new(Fragment::new(Arc::clone(&piece.raw)))).collect();
+        let filled = Assembled::new(&segments(html, PLACEHOLDER, PLACEHOLDER_END, |k| raw.get(k)));
+        Ok(Assembled::own(self.inline(filled.text())?))
     }
 
     /// The text part with its cards put in; `None` when a card's placeholder did not
     /// survive the template intact.
-    fn fill_text(&self, text: &str, parts: &[Arc<CardParts>]) -> Option<Part> {
-        let pieces: Vec<&Fragment> = parts.iter().flat_map(|p| p.text.iter().map(|f| &**f)).collect();
+    fn fill_text(text: &str, parts: &[Arc<CardParts>]) -> Option<Assembled> {
+        let pieces: Vec<&Arc<Fragment>> = parts.iter().flat_map(|p| p.text.iter()).collect();
         let segments = segments(text, TEXT_PLACEHOLDER, TEXT_PLACEHOLDER_END, |k| pieces.get(k).copied());
         let intact = segments.iter().all(|s| match s {
             Segment::Own(s) => !s.contains(TEXT_MARK),
             Segment::Shared(_) => true,
         });
-        intact.then(|| encode::assemble(&segments))
+        intact.then(|| Assembled::new(&segments))
     }
 
     /// A card's paper-only parts at one abstract length, rendered from `card.html` and
@@ -343,8 +359,11 @@ impl Renderer {
             .into_iter()
             .map(|raw| Arc::new(HtmlPiece { raw: raw.into(), inlined: OnceLock::new() }))
             .collect();
-        let text_parts =
-            self.render_blocks(CARD_TEXT, &ctx, &CARD_TEXT_BLOCKS)?.into_iter().map(|t| Arc::new(Fragment::new(t))).collect();
+        let text_parts = self
+            .render_blocks(CARD_TEXT, &ctx, &CARD_TEXT_BLOCKS)?
+            .into_iter()
+            .map(|t| Arc::new(Fragment::new(t)))
+            .collect();
         let parts = Arc::new(CardParts { html, text: text_parts });
         // Two threads may render the same card at once; both get the same text.
         Ok(Arc::clone(slot.get_or_init(|| parts)))
@@ -380,8 +399,12 @@ impl Renderer {
             m.matched.len() == matched.len()
                 && m.matched.iter().zip(matched).all(|((t, f), m)| *t == m.term && *f == m.field)
         };
-        if let Some(found) =
-            self.matches.read().unwrap_or_else(PoisonError::into_inner).get(&key).and_then(|v| v.iter().find(same))
+        if let Some(found) = self
+            .matches
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .and_then(|v| v.iter().find(same))
         {
             return Arc::clone(found);
         }
@@ -483,7 +506,7 @@ fn segments<'a>(
     page: &'a str,
     start: &str,
     end: &str,
-    fragment: impl Fn(usize) -> Option<&'a Fragment>,
+    fragment: impl Fn(usize) -> Option<&'a Arc<Fragment>>,
 ) -> Vec<Segment<'a>> {
     let mut out = Vec::with_capacity(32);
     let mut rest = page;
@@ -1064,14 +1087,15 @@ impl Digest {
             .map(|(i, r)| {
                 let matched = renderer.match_text(&r.matched);
                 PaperView {
-                rank: i + 1,
-                text: renderer.paper_text(r.paper),
-                topic: r.topic.as_deref().map_or(Value::from(()), |t| renderer.topic_name(t)),
-                matched: matched.chips.clone(),
-                terms: matched.terms.clone(),
-                more_like: Value::from(vote(&r.paper.id).map(|v| v.0.clone())),
-                fewer_like: Value::from(vote(&r.paper.id).map(|v| v.1.clone())),
-            }})
+                    rank: i + 1,
+                    text: renderer.paper_text(r.paper),
+                    topic: r.topic.as_deref().map_or(Value::from(()), |t| renderer.topic_name(t)),
+                    matched: matched.chips.clone(),
+                    terms: matched.terms.clone(),
+                    more_like: Value::from(vote(&r.paper.id).map(|v| v.0.clone())),
+                    fewer_like: Value::from(vote(&r.paper.id).map(|v| v.1.clone())),
+                }
+            })
             .collect();
         // The topics present, in the subscriber's order; all of them for an empty digest.
         let mut topics: Vec<String> = sub
@@ -1116,7 +1140,13 @@ impl Digest {
 
     /// The page at `layout`; the text part's cards as placeholders, or with `literal` as
     /// their text.
-    fn page<'a>(&'a self, subject: &'a str, layout: Layout, parts: &[Arc<CardParts>], placeholders: bool) -> Page<'a> {
+    fn page<'a>(
+        &'a self,
+        subject: &'a str,
+        layout: Layout,
+        parts: &[Arc<CardParts>],
+        placeholders: bool,
+    ) -> Page<'a> {
         let cards = layout.cards.min(self.papers.len());
         let listed = layout.listed.min(self.papers.len() - cards);
         Page {
@@ -1137,7 +1167,10 @@ impl Digest {
                     Some(card)
                 })
                 .collect(),
-            more: self.papers[cards..cards + listed].iter().map(|paper| paper.card(None, None, false)).collect(),
+            more: self.papers[cards..cards + listed]
+                .iter()
+                .map(|paper| paper.card(None, None, false))
+                .collect(),
             hidden: self.papers.len() - cards - listed,
             shortened: layout.summary == Summary::Short,
             unsubscribe_url: self.unsubscribe_url.as_deref(),
