@@ -658,7 +658,10 @@ fn a_card_placed_mid_line_falls_back_to_encoding_the_whole_part() {
     let encoded = renderer.render_encoded(&ctx, None).expect("renders");
     assert!(encoded.html.text.contains("<div><h2"));
     let whole = lettre::message::Body::new(encoded.html.text.clone()).into_vec();
-    assert!(encoded.html.quoted_printable.as_ref() == Some(&whole), "not lettre's encoding of the whole part");
+    assert!(
+        encoded.html.quoted_printable.as_ref() == Some(&whole),
+        "not lettre's encoding of the whole part"
+    );
     // The filter saw the card's text, not a placeholder.
     assert!(!encoded.text.text.contains('\u{1}'));
     assert!(encoded.text.text.contains(">> \n    HTTPS://") || encoded.text.text.contains("HTTPS://"));

@@ -223,7 +223,7 @@ mod tests {
             shared in prop::collection::vec(any::<bool>(), 6),
         ) {
             // Split the body at line starts into fragments, some shared, some the message's own.
-            let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            let text: String = lines.iter().flat_map(|l| [l.as_str(), "\n"]).collect();
             let starts: Vec<usize> = std::iter::once(0)
                 .chain(text.match_indices('\n').map(|(i, _)| i + 1))
                 .collect();
