@@ -168,7 +168,13 @@ impl Renderer {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_formatter(html_formatter);
-        env.add_filter("wrap", wrap_filter);
+        let wrapped = Arc::new(WrapCache::default());
+        env.add_filter(
+            "wrap",
+            move |value: &Value, width: usize, indent: Option<&str>, first: Option<&str>| {
+                wrap_filter(&wrapped, value, width, indent, first)
+            },
+        );
         env.add_filter("plural", plural_filter);
 
         let mut overridden = Vec::new();
@@ -491,12 +497,25 @@ const TEXT_MARK: char = '\u{1}';
 const TEXT_PLACEHOLDER: &str = "\u{1}card:";
 const TEXT_PLACEHOLDER_END: &str = "\u{1}";
 
+/// Placeholders made once: a digest has at most a few hundred card pieces.
+const SHARED_PLACEHOLDERS: usize = 256;
+
 fn placeholder(k: usize) -> Value {
-    Value::from_safe_string(format!("{PLACEHOLDER}{k}{PLACEHOLDER_END}"))
+    static MADE: OnceLock<Vec<Value>> = OnceLock::new();
+    let make = |k| Value::from_safe_string(format!("{PLACEHOLDER}{k}{PLACEHOLDER_END}"));
+    match MADE.get_or_init(|| (0..SHARED_PLACEHOLDERS).map(make).collect()).get(k) {
+        Some(v) => v.clone(),
+        None => make(k),
+    }
 }
 
 fn text_placeholder(k: usize) -> Value {
-    Value::from(format!("{TEXT_PLACEHOLDER}{k}{TEXT_PLACEHOLDER_END}"))
+    static MADE: OnceLock<Vec<Value>> = OnceLock::new();
+    let make = |k| Value::from(format!("{TEXT_PLACEHOLDER}{k}{TEXT_PLACEHOLDER_END}"));
+    match MADE.get_or_init(|| (0..SHARED_PLACEHOLDERS).map(make).collect()).get(k) {
+        Some(v) => v.clone(),
+        None => make(k),
+    }
 }
 
 /// `page` cut at its placeholders (`start`, a number, `end`), each replaced by its
@@ -658,14 +677,61 @@ fn count_bytes(s: &str, matches: impl Fn(u8) -> bool) -> usize {
         .sum()
 }
 
+/// Wrapped card lines (titles with their rank, meta and chip lines: the same for many
+/// readers), by what was wrapped. Only indented text is kept: the footer's paragraph,
+/// wrapped without an indent, names its reader and would only fill the cache.
+#[derive(Debug, Default)]
+struct WrapCache {
+    lines: RwLock<HashMap<u64, Vec<(WrapKey, Value)>>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct WrapKey {
+    text: String,
+    width: usize,
+    first: String,
+    indent: String,
+}
+
+/// Wrapped texts a renderer keeps; past this it starts afresh.
+const MAX_WRAPPED: usize = 50_000;
+
+impl WrapCache {
+    fn get_or_wrap(&self, text: &str, width: usize, first: &str, indent: &str) -> Value {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one((text, width, first, indent));
+        let same = |k: &WrapKey| k.width == width && k.text == text && k.first == first && k.indent == indent;
+        if let Some(v) = self
+            .lines
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&hash)
+            .and_then(|list| list.iter().find(|(k, _)| same(k)))
+            .map(|(_, v)| v.clone())
+        {
+            return v;
+        }
+        let v = Value::from(wrap(text, width, first, indent));
+        let key = WrapKey { text: text.into(), width, first: first.into(), indent: indent.into() };
+        let mut lines = self.lines.write().unwrap_or_else(PoisonError::into_inner);
+        if lines.len() >= MAX_WRAPPED {
+            lines.clear();
+        }
+        lines.entry(hash).or_default().push((key, v.clone()));
+        v
+    }
+}
+
 /// `{{ text | wrap(72, "   ") }}`: wraps at `width` columns; every line starts with
 /// `indent`, the first with `first` when given.
 fn wrap_filter(
+    cache: &WrapCache,
     value: &Value,
     width: usize,
     indent: Option<&str>,
     first: Option<&str>,
-) -> std::result::Result<String, minijinja::Error> {
+) -> std::result::Result<Value, minijinja::Error> {
     // An undefined value (a misspelt name) is reported as such, so the error names it.
     let Some(text) = value.as_str() else {
         let kind = if value.is_undefined() {
@@ -676,7 +742,11 @@ fn wrap_filter(
         return Err(minijinja::Error::new(kind, "`wrap` expects a string"));
     };
     let indent = indent.unwrap_or("");
-    Ok(wrap(text, width, first.unwrap_or(indent), indent))
+    let first = first.unwrap_or(indent);
+    if indent.is_empty() {
+        return Ok(Value::from(wrap(text, width, first, indent)));
+    }
+    Ok(cache.get_or_wrap(text, width, first, indent))
 }
 
 /// `{{ n | plural("upvote") }}` → `1 upvote`, `2 upvotes`.
