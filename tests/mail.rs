@@ -164,7 +164,7 @@ async fn a_digest_encoded_once_per_card_arrives_as_rendered() {
         let id = new_message_id(&s);
         let env = Envelope { to: &sub.email, message_id: &id, date: date() };
         let msg = paper_digest::mail::build_encoded(&s, &env, encoded, None).unwrap();
-        Mailer::new(&s).unwrap().send(&msg, &sub.email.email.to_string()).await.unwrap();
+        Mailer::new(&s).unwrap().send(&msg, sub.email.email.as_ref()).await.unwrap();
         sent.push(plain);
     }
     let received = server.messages();
