@@ -61,8 +61,9 @@ pub struct Rendered {
     pub text: String,
 }
 
-/// A rendered digest whose parts carry their transfer encoding where it was assembled from
-/// the cards' encodings (see [`Renderer::render_encoded`]): what `mail::build_encoded` takes.
+/// A rendered digest whose parts carry their quoted-printable encoding (when lettre would
+/// choose it), joined from the cards' encodings made once per run where the cards sit on
+/// line boundaries (see [`Renderer::render_encoded`]): what `mail::build_encoded` takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoded {
     pub subject: String,
@@ -224,9 +225,9 @@ impl Renderer {
         Ok(Rendered { subject, html: html.into_text(), text: text.into_text() })
     }
 
-    /// [`Renderer::render_with_links`], with each part also in quoted-printable where it
-    /// could be assembled from encodings made once per card (see [`Part`]), so a message
-    /// is built without encoding the cards again for every reader.
+    /// [`Renderer::render_with_links`], with each part also in quoted-printable (see
+    /// [`Part`]), joined from encodings made once per card, so a message is built without
+    /// encoding the cards again for every reader.
     pub fn render_encoded(&self, ctx: &DigestContext<'_>, links: Option<&ReaderLinks>) -> Result<Encoded> {
         let (subject, html, text) = self.render_parts(ctx, links)?;
         Ok(Encoded { subject, html: html.into_part(), text: text.into_part() })
