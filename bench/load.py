@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""End-to-end load harness for paper-digest (issue #8). Run it through bench/load.sh.
+"""End-to-end load harness for paper-digest (issues #8, #15). Run it through bench/load.sh.
 
 Side by side, against one Postfix `smtp-sink` on 127.0.0.1, round after round:
 
@@ -12,6 +12,11 @@ Side by side, against one Postfix `smtp-sink` on 127.0.0.1, round after round:
 
 Then paper-digest alone with the file transport at each --scale size (peak RSS at 10k vs
 100k shows whether memory is flat in N).
+
+Subscribers follow the personalised mix by default (0-3 of ten topics each, #15; `--mix
+wide` is #8's). `--subscribers 5000,10000` runs the SMTP rounds at each size;
+`--compare NAME=BINARY` adds another paper-digest build to every SMTP round, run right after
+the first, so a before/after pair is measured side by side under the same load.
 
 Every figure is the median of --runs rounds. Wall time is the whole process; the send rate
 is taken from the sink's own message counter, sampled every 5 ms, between its first and
@@ -190,12 +195,13 @@ class Bench:
             "--smtp-port", port,
             "--concurrency", concurrency,
             *(["--subscribers-file", "subscribers.jsonl"] if self.args.subscribers_file else []),
+            "--mix", self.args.mix,
             "--out", cfg,
         )
         return cfg
 
-    def paper_digest(self, run_dir, cfg, env=None):
-        cmd = [str(self.bin), "run", "--config", str(cfg), "--now", NOW]
+    def paper_digest(self, run_dir, cfg, env=None, binary=None):
+        cmd = [str(binary or self.bin), "run", "--config", str(cfg), "--now", NOW]
         wall, rss, rc = timed(cmd, run_dir, run_dir / "run.log", env)
         sent, failed, deferred = summary_counts(run_dir / "run.log")
         if rc != 0 or failed or deferred:
@@ -211,17 +217,17 @@ class Bench:
         sizes = [e.stat().st_size for e in os.scandir(run_dir / "outbox")]
         return int(statistics.mean(sizes))
 
-    def smtp_round(self, sink, i, c, size):
-        n = self.args.subscribers
+    def smtp_round(self, sink, i, n, c, size):
         row = {}
-        variants = [("paper-digest", None)]
+        variants = [("paper-digest", None, None)]
+        variants += [(name, None, path) for name, path in self.args.compare]
         if self.shim:
-            variants.append(("paper-digest + TCP_NODELAY shim", {**os.environ, "LD_PRELOAD": str(self.shim)}))
-        for name, env in variants:
-            run_dir = self.work / f"smtp-c{c}-{i}"
+            variants.append(("paper-digest + TCP_NODELAY shim", {**os.environ, "LD_PRELOAD": str(self.shim)}, None))
+        for name, env, binary in variants:
+            run_dir = self.work / f"smtp-{n}-c{c}-{i}"
             cfg = self.config(run_dir, n, "smtp", sink.port, c)
             sink.start_sampling()
-            r = self.paper_digest(run_dir, cfg, env)
+            r = self.paper_digest(run_dir, cfg, env, binary)
             received, rate = sink.stop_sampling()
             if received != r["sent"]:
                 sys.exit(f"load.py: {name} reported {r['sent']} sent but the sink received {received}")
@@ -229,7 +235,7 @@ class Bench:
             row[name] = r
             shutil.rmtree(run_dir)
         # the physical limit: smtp-source, same concurrency, message count and size
-        src_dir = self.work / f"source-c{c}-{i}"
+        src_dir = self.work / f"source-{n}-c{c}-{i}"
         src_dir.mkdir()
         sink.start_sampling()
         cmd = [tool("smtp-source"), "-d", "-s", str(c), "-m", str(n), "-l", str(size), "-f", FROM,
@@ -291,12 +297,13 @@ class Bench:
         if not a.no_smtp:
             sink = Sink(self.work)
             try:
-                for c in a.concurrency:
-                    rounds = []
-                    for i in range(a.runs):
-                        log(f"smtp round {i + 1}/{a.runs}, concurrency {c}, {a.subscribers} subscribers")
-                        rounds.append(self.smtp_round(sink, i, c, size))
-                    self.results["smtp"][c] = rounds
+                for n in a.subscribers:
+                    for c in a.concurrency:
+                        rounds = []
+                        for i in range(a.runs):
+                            log(f"smtp round {i + 1}/{a.runs}, concurrency {c}, {n} subscribers")
+                            rounds.append(self.smtp_round(sink, i, n, c, size))
+                        self.results["smtp"][f"{n}x{c}"] = {"subscribers": n, "concurrency": c, "rounds": rounds}
             finally:
                 sink.close()
         for n in a.scale:
@@ -318,8 +325,8 @@ def med(rounds, program, key):
 def report(res):
     a = res["args"]
     out = [f"Machine: {res['machine']}", f"Message size: {res['message_bytes']} bytes (mean digest)", ""]
-    for c, rounds in res["smtp"].items():
-        n = a["subscribers"]
+    for entry in res["smtp"].values():
+        n, c, rounds = entry["subscribers"], entry["concurrency"], entry["rounds"]
         out += [
             f"### SMTP to smtp-sink, concurrency {c}, {n} subscribers x {a['candidates']} candidates "
             f"(median of {len(rounds)})",
@@ -336,6 +343,9 @@ def report(res):
             )
         pd_send, pd_e2e = med(rounds, "paper-digest", "send_rate"), med(rounds, "paper-digest", "e2e_rate")
         lim = med(rounds, "smtp-source", "send_rate")
+        for name, _ in a.get("compare") or []:
+            ratio = pd_send / med(rounds, name, "send_rate")
+            out.append(f"- paper-digest / {name} (send phase, side by side): {ratio:.2f}")
         out += ["", f"- paper-digest / smtp-source (send phase): **{pd_send / lim:.2f}** (target >= 0.80)"]
         out.append(f"- paper-digest / smtp-source (end to end): {pd_e2e / med(rounds, 'smtp-source', 'e2e_rate'):.2f}")
         if "rss2email" in progs:
@@ -381,11 +391,28 @@ def ints(text):
     return [int(x) for x in text.split(",") if x]
 
 
+def named_binary(text):
+    name, sep, path = text.partition("=")
+    if not sep or not name or not os.access(path, os.X_OK):
+        raise argparse.ArgumentTypeError(f"expected NAME=BINARY with an executable BINARY, got {text!r}")
+    return name, str(pathlib.Path(path).resolve())
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--binary", default=str(ROOT / "target" / "release" / "paper-digest"))
     p.add_argument("--workdir", default="/tmp/paper-digest-bench")
-    p.add_argument("--subscribers", type=int, default=10000, help="subscribers in the SMTP rounds")
+    p.add_argument(
+        "--subscribers", type=ints, default=[10000], help="subscribers in the SMTP rounds, comma-separated, e.g. 5000,10000"
+    )
+    p.add_argument(
+        "--mix", choices=["personalised", "wide"], default="personalised",
+        help="subscribers' topics (bench/gen.py config --mix): 0-3 of ten (#15) or 1-3 of 24 (#8)",
+    )
+    p.add_argument(
+        "--compare", type=named_binary, action="append", default=[], metavar="NAME=BINARY",
+        help="another paper-digest binary to run in every SMTP round, e.g. before=/tmp/paper-digest-before",
+    )
     p.add_argument("--candidates", type=int, default=1000)
     p.add_argument("--concurrency", type=ints, default=[4], help="comma-separated, e.g. 1,4")
     p.add_argument("--runs", type=int, default=3)

@@ -65,12 +65,12 @@ impl Composer {
             // With [web], every reader gets their own signed links and List-Unsubscribe URL.
             Some(links) => {
                 let reader = links.for_digest(&subscriber.key, job.edition, items.iter().map(|i| &i.id));
-                let rendered = self.renderer.render_with_links(&ctx, Some(&reader))?;
-                mail::build_for(mail, &envelope, &rendered, Some(&reader.unsubscribe))
+                let encoded = self.renderer.render_encoded(&ctx, Some(&reader))?;
+                mail::build_encoded(mail, &envelope, encoded, Some(&reader.unsubscribe))
             }
             None => {
-                let rendered = self.renderer.render(&ctx)?;
-                mail::build(mail, &envelope, &rendered)
+                let encoded = self.renderer.render_encoded(&ctx, None)?;
+                mail::build_encoded(mail, &envelope, encoded, mail.unsubscribe_url.as_deref())
             }
         }
     }

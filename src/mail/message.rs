@@ -3,11 +3,12 @@
 
 use crate::config::MailSettings;
 use crate::error::{Error, Result};
-use crate::render::Rendered;
+use crate::render::{Encoded, Part, Rendered};
 use chrono::{DateTime, Utc};
 use lettre::Message;
+use lettre::message::header::ContentTransferEncoding;
 use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::{Body, Mailbox, MultiPart};
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
@@ -65,6 +66,39 @@ pub fn build_for(
     rendered: &Rendered,
     unsubscribe_url: Option<&str>,
 ) -> Result<Message> {
+    let plain = |text: &String| Part { text: text.clone(), quoted_printable: None };
+    let parts = (plain(&rendered.text), plain(&rendered.html));
+    build_parts(settings, env, &rendered.subject, parts, unsubscribe_url)
+}
+
+/// [`build_for`] from a digest rendered with [`crate::render::Renderer::render_encoded`]:
+/// parts that come encoded already go in as they are, the others are encoded here; no part
+/// is copied on the way into the message.
+pub fn build_encoded(
+    settings: &MailSettings,
+    env: &Envelope<'_>,
+    encoded: Encoded,
+    unsubscribe_url: Option<&str>,
+) -> Result<Message> {
+    build_parts(settings, env, &encoded.subject, (encoded.text, encoded.html), unsubscribe_url)
+}
+
+/// The text and HTML parts as lettre bodies: a quoted-printable encoding moved in as it
+/// is, otherwise the text for lettre to encode (it picks 7bit, quoted-printable or base64).
+fn body(part: Part) -> Body {
+    match part.quoted_printable {
+        Some(encoded) => Body::dangerous_pre_encoded(encoded, ContentTransferEncoding::QuotedPrintable),
+        None => Body::new(part.text),
+    }
+}
+
+fn build_parts(
+    settings: &MailSettings,
+    env: &Envelope<'_>,
+    subject: &str,
+    (text, html): (Part, Part),
+    unsubscribe_url: Option<&str>,
+) -> Result<Message> {
     let fail =
         |message: String| Error::Mail { recipient: env.to.email.to_string(), transient: false, message };
 
@@ -75,7 +109,7 @@ pub fn build_for(
     let mut builder = Message::builder()
         .from(header_safe(&settings.from))
         .to(header_safe(env.to))
-        .subject(one_line(&rendered.subject))
+        .subject(one_line(subject))
         .date(env.date.into())
         .message_id(Some(env.message_id.to_string()))
         .raw_header(HeaderValue::new(LIST_ID, list_id));
@@ -91,7 +125,7 @@ pub fn build_for(
         }
     }
     builder
-        .multipart(MultiPart::alternative_plain_html(rendered.text.clone(), rendered.html.clone()))
+        .multipart(MultiPart::alternative_plain_html(body(text), body(html)))
         .map_err(|e| fail(format!("cannot build the message: {e}")))
 }
 

@@ -8,15 +8,19 @@
 //! once per paper and shared, and CSS is inlined per element shape, not per message
 //! (see [`inline`]).
 
+mod encode;
 mod inline;
 pub mod latex;
 pub mod text;
+
+pub use encode::Part;
 
 use crate::config::Subscriber;
 use crate::error::{Error, Result};
 use crate::model::{Frequency, Paper, PaperId, Ranked};
 use crate::source::text::{clean, first_sentences, strip_tags};
 use chrono::NaiveDate;
+use encode::{Assembled, Fragment, Segment};
 use inline::Inliner;
 use minijinja::value::{Enumerator, Object, Value};
 use minijinja::{Environment, UndefinedBehavior};
@@ -57,6 +61,22 @@ pub struct Rendered {
     pub subject: String,
     pub html: String,
     pub text: String,
+}
+
+/// A rendered digest whose parts carry their quoted-printable encoding (when lettre would
+/// choose it), joined from the cards' encodings made once per run where the cards sit on
+/// line boundaries (see [`Renderer::render_encoded`]): what `mail::build_encoded` takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub subject: String,
+    pub html: Part,
+    pub text: Part,
+}
+
+impl From<Encoded> for Rendered {
+    fn from(e: Encoded) -> Self {
+        Rendered { subject: e.subject, html: e.html.text, text: e.text.text }
+    }
 }
 
 /// The largest message worth sending: Gmail clips mail past about 102 KB, hiding the rest
@@ -116,6 +136,11 @@ pub struct Renderer {
     env: Environment<'static>,
     inliner: Inliner,
     papers: RwLock<HashMap<PaperId, Arc<PaperText>>>,
+    /// Match chips by the matches they show, and cleaned topic names: the same few
+    /// thousand for every reader of a run (see [`MatchText`]).
+    matches: RwLock<HashMap<u64, Vec<Arc<MatchText>>>>,
+    topics: RwLock<HashMap<String, Value>>,
+    editions: RwLock<HashMap<NaiveDate, Value>>,
     /// The override folder, to name a template's file in errors.
     dir: Option<std::path::PathBuf>,
 }
@@ -146,7 +171,13 @@ impl Renderer {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_formatter(html_formatter);
-        env.add_filter("wrap", wrap_filter);
+        let wrapped = Arc::new(WrapCache::default());
+        env.add_filter(
+            "wrap",
+            move |value: &Value, width: usize, indent: Option<&str>, first: Option<&str>| {
+                wrap_filter(&wrapped, value, width, indent, first)
+            },
+        );
         env.add_filter("plural", plural_filter);
 
         let mut overridden = Vec::new();
@@ -172,6 +203,9 @@ impl Renderer {
             env,
             inliner: Inliner::new(),
             papers: RwLock::new(HashMap::new()),
+            matches: RwLock::new(HashMap::new()),
+            topics: RwLock::new(HashMap::new()),
+            editions: RwLock::new(HashMap::new()),
             dir: templates_dir.map(Path::to_path_buf),
         })
     }
@@ -189,28 +223,58 @@ impl Renderer {
         ctx: &DigestContext<'_>,
         links: Option<&ReaderLinks>,
     ) -> Result<Rendered> {
-        let digest = Digest::new(ctx, links, |p| self.paper_text(p));
+        let (subject, html, text) = self.render_parts(ctx, links)?;
+        Ok(Rendered { subject, html: html.into_text(), text: text.into_text() })
+    }
+
+    /// [`Renderer::render_with_links`], with each part also in quoted-printable (see
+    /// [`Part`]), joined from encodings made once per card, so a message is built without
+    /// encoding the cards again for every reader.
+    pub fn render_encoded(&self, ctx: &DigestContext<'_>, links: Option<&ReaderLinks>) -> Result<Encoded> {
+        let (subject, html, text) = self.render_parts(ctx, links)?;
+        Ok(Encoded { subject, html: html.into_part(), text: text.into_part() })
+    }
+
+    /// The subject and the two parts, laid out to fit, not yet encoded.
+    fn render_parts(
+        &self,
+        ctx: &DigestContext<'_>,
+        links: Option<&ReaderLinks>,
+    ) -> Result<(String, Assembled, Assembled)> {
+        let digest = Digest::new(ctx, links, self);
         let n = digest.papers.len();
         let parts = |layout: Layout| -> Result<Vec<Arc<CardParts>>> {
             let cards = layout.cards.min(n);
             digest.papers[..cards].iter().map(|p| self.card_parts(&p.text, layout.summary)).collect()
         };
         let full = parts(Layout::all(n))?;
-        let subject = clean(&self.render_template(SUBJECT, &digest.page("", Layout::all(n), &full))?);
+        let page = Value::from_serialize(digest.page("", Layout::all(n), &full, true));
+        let subject = clean(&self.render_template(SUBJECT, &page)?);
 
-        let attempt = |layout: Layout| -> Result<(Rendered, bool)> {
+        let attempt = |layout: Layout| -> Result<((String, Assembled, Assembled), bool)> {
             let parts = if layout.summary == Summary::Full && layout.cards >= n {
                 full.clone()
             } else {
                 parts(layout)?
             };
-            let page = digest.page(&subject, layout, &parts);
+            // One template value for both parts.
+            let page = Value::from_serialize(digest.page(&subject, layout, &parts, true));
             let html = self.inline_digest(&self.render_template(HTML, &page)?, &parts)?;
-            let text = self.render_template(TEXT, &page)?;
-            let fits =
-                transfer_size_bound(&html) + transfer_size_bound(&text) + subject.len() + HEADER_HEADROOM
-                    <= MAX_MESSAGE_BYTES;
-            Ok((Rendered { subject: subject.clone(), html, text }, fits))
+            let text = match Self::fill_text(&self.render_template(TEXT, &page)?, &parts) {
+                Some(text) => text,
+                // The template changed a card's placeholder (a filter on `paper.text.*`):
+                // render it again with the cards' text itself.
+                None => Assembled::own(self.render_template(
+                    TEXT,
+                    &Value::from_serialize(digest.page(&subject, layout, &parts, false)),
+                )?),
+            };
+            let fits = transfer_size_bound(html.text())
+                + transfer_size_bound(text.text())
+                + subject.len()
+                + HEADER_HEADROOM
+                <= MAX_MESSAGE_BYTES;
+            Ok(((subject.clone(), html, text), fits))
         };
 
         let (full, fits) = attempt(Layout::all(n))?;
@@ -234,9 +298,9 @@ impl Renderer {
         }
     }
 
-    fn render_template(&self, name: &str, page: &Page<'_>) -> Result<String> {
+    fn render_template(&self, name: &str, page: &Value) -> Result<String> {
         let template = self.env.get_template(name).map_err(|e| template_error(None, name, None, &e))?;
-        template.render(Value::from_serialize(page)).map_err(|e| {
+        template.render(page).map_err(|e| {
             // The error may lie in a template this one extends or includes.
             let at = e.name().unwrap_or(name);
             let source = self.env.get_template(at).ok().map(|t| t.source().to_string());
@@ -253,24 +317,39 @@ impl Renderer {
     /// with a plain stylesheet the page around the cards is spliced and each card's HTML
     /// goes in with the styles it was given once per run; otherwise the cards go in as
     /// rendered and the whole message is inlined.
-    fn inline_digest(&self, html: &str, parts: &[Arc<CardParts>]) -> Result<String> {
+    fn inline_digest(&self, html: &str, parts: &[Arc<CardParts>]) -> Result<Assembled> {
         let pieces = || parts.iter().flat_map(|p| p.html.iter());
         if !html.contains(PLACEHOLDER) {
-            return self.inline(html);
+            return Ok(Assembled::own(self.inline(html)?));
         }
         if let Some(sheet) = self.inliner.plain_sheet(html).map_err(inline_error)?
             && let Some(page) = self.inliner.splice_with(html, &sheet).map_err(inline_error)?
         {
-            let inlined: Option<Vec<Arc<str>>> = pieces()
+            let inlined: Option<Vec<Arc<Fragment>>> = pieces()
                 .map(|piece| piece.inlined(&self.inliner, &sheet))
                 .collect::<std::result::Result<_, _>>()
                 .map_err(inline_error)?;
             if let Some(inlined) = inlined {
-                return Ok(fill_placeholders(&page, |k| inlined.get(k).map(|s| &**s)));
+                let segments = segments(&page, PLACEHOLDER, PLACEHOLDER_END, |k| inlined.get(k));
+                return Ok(Assembled::new(&segments));
             }
         }
-        let raw: Vec<&str> = pieces().map(|piece| &*piece.raw).collect();
-        self.inline(&fill_placeholders(html, |k| raw.get(k).copied()))
+        let raw: Vec<Arc<Fragment>> =
+            pieces().map(|piece| Arc::new(Fragment::new(Arc::clone(&piece.raw)))).collect();
+        let filled = Assembled::new(&segments(html, PLACEHOLDER, PLACEHOLDER_END, |k| raw.get(k)));
+        Ok(Assembled::own(self.inline(filled.text())?))
+    }
+
+    /// The text part with its cards put in; `None` when a card's placeholder did not
+    /// survive the template intact.
+    fn fill_text(text: &str, parts: &[Arc<CardParts>]) -> Option<Assembled> {
+        let pieces: Vec<&Arc<Fragment>> = parts.iter().flat_map(|p| p.text.iter()).collect();
+        let segments = segments(text, TEXT_PLACEHOLDER, TEXT_PLACEHOLDER_END, |k| pieces.get(k).copied());
+        let intact = segments.iter().all(|s| match s {
+            Segment::Own(s) => !s.contains(TEXT_MARK),
+            Segment::Shared(_) => true,
+        });
+        intact.then(|| Assembled::new(&segments))
     }
 
     /// A card's paper-only parts at one abstract length, rendered from `card.html` and
@@ -289,8 +368,11 @@ impl Renderer {
             .into_iter()
             .map(|raw| Arc::new(HtmlPiece { raw: raw.into(), inlined: OnceLock::new() }))
             .collect();
-        let text_parts =
-            self.render_blocks(CARD_TEXT, &ctx, &CARD_TEXT_BLOCKS)?.into_iter().map(Value::from).collect();
+        let text_parts = self
+            .render_blocks(CARD_TEXT, &ctx, &CARD_TEXT_BLOCKS)?
+            .into_iter()
+            .map(|t| Arc::new(Fragment::new(t)))
+            .collect();
         let parts = Arc::new(CardParts { html, text: text_parts });
         // Two threads may render the same card at once; both get the same text.
         Ok(Arc::clone(slot.get_or_init(|| parts)))
@@ -317,6 +399,67 @@ impl Renderer {
                 })
                 .collect()
         })
+    }
+
+    /// The chips and terms of a paper's matches, worked out once per distinct list.
+    fn match_text(&self, matched: &[crate::model::Match]) -> Arc<MatchText> {
+        let key = MatchText::key(matched);
+        let same = |m: &&Arc<MatchText>| {
+            m.matched.len() == matched.len()
+                && m.matched.iter().zip(matched).all(|((t, f), m)| *t == m.term && *f == m.field)
+        };
+        if let Some(found) = self
+            .matches
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .and_then(|v| v.iter().find(same))
+        {
+            return Arc::clone(found);
+        }
+        let text = Arc::new(MatchText {
+            matched: matched.iter().map(|m| (m.term.clone(), m.field)).collect(),
+            chips: Value::from(chips(matched)),
+            terms: Value::from(terms(matched)),
+        });
+        let mut cache = self.matches.write().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= MAX_CACHED_PAPERS {
+            cache.clear();
+        }
+        cache.entry(key).or_default().push(Arc::clone(&text));
+        text
+    }
+
+    /// An edition's dates as the templates show them, formatted once per day.
+    fn edition(&self, day: NaiveDate) -> Value {
+        if let Some(v) = self.editions.read().unwrap_or_else(PoisonError::into_inner).get(&day) {
+            return v.clone();
+        }
+        let v = Value::from_serialize(Edition {
+            iso: day.format("%Y-%m-%d").to_string(),
+            long: day.format("%A, %-d %B %Y").to_string(),
+            short: day.format("%b %-d").to_string(),
+        });
+        let mut cache = self.editions.write().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= MAX_CACHED_PAPERS {
+            cache.clear();
+        }
+        cache.insert(day, v.clone());
+        v
+    }
+
+    /// A topic's name as a digest shows it, cleaned once.
+    fn topic_name(&self, topic: &str) -> Value {
+        if let Some(v) = self.topics.read().unwrap_or_else(PoisonError::into_inner).get(topic) {
+            return v.clone();
+        }
+        let v = Value::from(clean(topic));
+        let mut cache = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= MAX_CACHED_PAPERS {
+            cache.clear();
+        }
+        cache.insert(topic.to_string(), v.clone());
+        v
     }
 
     /// A paper's text, worked out on first use. A renderer lives for one run, in which a
@@ -348,46 +491,73 @@ fn inline_error(mut message: String) -> Error {
 /// styles: `<!--paper-digest-card:K-->`, K counting the pieces of the digest's cards in
 /// order. Nothing a paper or reader supplies can write it (text is escaped).
 const PLACEHOLDER: &str = "<!--paper-digest-card:";
+const PLACEHOLDER_END: &str = "-->";
+
+/// The text part's placeholders: `\u{1}card:K\u{1}`. Control characters never reach a
+/// template from a paper or a reader (text is cleaned of them), so one left over after
+/// the cards went in means a template changed a placeholder.
+const TEXT_MARK: char = '\u{1}';
+const TEXT_PLACEHOLDER: &str = "\u{1}card:";
+const TEXT_PLACEHOLDER_END: &str = "\u{1}";
+
+/// Placeholders made once: a digest has at most a few hundred card pieces.
+const SHARED_PLACEHOLDERS: usize = 256;
 
 fn placeholder(k: usize) -> Value {
-    Value::from_safe_string(format!("{PLACEHOLDER}{k}-->"))
+    static MADE: OnceLock<Vec<Value>> = OnceLock::new();
+    let make = |k| Value::from_safe_string(format!("{PLACEHOLDER}{k}{PLACEHOLDER_END}"));
+    match MADE.get_or_init(|| (0..SHARED_PLACEHOLDERS).map(make).collect()).get(k) {
+        Some(v) => v.clone(),
+        None => make(k),
+    }
 }
 
-/// `html` with every placeholder replaced by its piece; a placeholder naming no piece
-/// (an override that wrote one itself) is left as it is.
-fn fill_placeholders<'a>(html: &str, piece: impl Fn(usize) -> Option<&'a str>) -> String {
-    let mut out = String::with_capacity(html.len() + 16 * 1024);
-    let mut rest = html;
-    while let Some(at) = rest.find(PLACEHOLDER) {
-        let after = &rest[at + PLACEHOLDER.len()..];
+fn text_placeholder(k: usize) -> Value {
+    static MADE: OnceLock<Vec<Value>> = OnceLock::new();
+    let make = |k| Value::from(format!("{TEXT_PLACEHOLDER}{k}{TEXT_PLACEHOLDER_END}"));
+    match MADE.get_or_init(|| (0..SHARED_PLACEHOLDERS).map(make).collect()).get(k) {
+        Some(v) => v.clone(),
+        None => make(k),
+    }
+}
+
+/// `page` cut at its placeholders (`start`, a number, `end`), each replaced by its
+/// fragment; a placeholder naming no fragment (an override that wrote one itself) stays
+/// as it is.
+fn segments<'a>(
+    page: &'a str,
+    start: &str,
+    end: &str,
+    fragment: impl Fn(usize) -> Option<&'a Arc<Fragment>>,
+) -> Vec<Segment<'a>> {
+    let mut out = Vec::with_capacity(32);
+    let mut rest = page;
+    let mut own = 0; // bytes of `rest` already known to be the page's own text
+    while let Some(at) = rest[own..].find(start).map(|at| own + at) {
+        let after = &rest[at + start.len()..];
         let digits = after.bytes().take_while(u8::is_ascii_digit).count();
         let found = after[digits..]
-            .starts_with("-->")
+            .starts_with(end)
             .then(|| after[..digits].parse().ok())
             .flatten()
-            .and_then(&piece);
+            .and_then(&fragment);
         match found {
-            Some(text) => {
-                out.push_str(&rest[..at]);
-                out.push_str(text);
-                rest = &after[digits + 3..];
+            Some(f) => {
+                out.push(Segment::Own(&rest[..at]));
+                out.push(Segment::Shared(f));
+                rest = &after[digits + end.len()..];
+                own = 0;
             }
-            None => {
-                out.push_str(&rest[..at + PLACEHOLDER.len()]);
-                rest = after;
-            }
+            None => own = at + start.len(),
         }
     }
-    out.push_str(rest);
+    out.push(Segment::Own(rest));
     out
 }
 
 /// The largest `k` in `0..n` for which `attempt(k)` fits, by bisection (a digest with
 /// fewer cards is never larger); `None` when not even `k = 0` fits.
-fn largest_fitting(
-    n: usize,
-    attempt: impl Fn(usize) -> Result<(Rendered, bool)>,
-) -> Result<Option<Rendered>> {
+fn largest_fitting<R>(n: usize, attempt: impl Fn(usize) -> Result<(R, bool)>) -> Result<Option<R>> {
     let (mut lo, mut hi) = (0, n); // `hi` is known not to fit
     let mut best = None;
     while lo < hi {
@@ -510,14 +680,61 @@ fn count_bytes(s: &str, matches: impl Fn(u8) -> bool) -> usize {
         .sum()
 }
 
+/// Wrapped card lines (titles with their rank, meta and chip lines: the same for many
+/// readers), by what was wrapped. Only indented text is kept: the footer's paragraph,
+/// wrapped without an indent, names its reader and would only fill the cache.
+#[derive(Debug, Default)]
+struct WrapCache {
+    lines: RwLock<HashMap<u64, Vec<(WrapKey, Value)>>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct WrapKey {
+    text: String,
+    width: usize,
+    first: String,
+    indent: String,
+}
+
+/// Wrapped texts a renderer keeps; past this it starts afresh.
+const MAX_WRAPPED: usize = 50_000;
+
+impl WrapCache {
+    fn get_or_wrap(&self, text: &str, width: usize, first: &str, indent: &str) -> Value {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one((text, width, first, indent));
+        let same = |k: &WrapKey| k.width == width && k.text == text && k.first == first && k.indent == indent;
+        if let Some(v) = self
+            .lines
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&hash)
+            .and_then(|list| list.iter().find(|(k, _)| same(k)))
+            .map(|(_, v)| v.clone())
+        {
+            return v;
+        }
+        let v = Value::from(wrap(text, width, first, indent));
+        let key = WrapKey { text: text.into(), width, first: first.into(), indent: indent.into() };
+        let mut lines = self.lines.write().unwrap_or_else(PoisonError::into_inner);
+        if lines.len() >= MAX_WRAPPED {
+            lines.clear();
+        }
+        lines.entry(hash).or_default().push((key, v.clone()));
+        v
+    }
+}
+
 /// `{{ text | wrap(72, "   ") }}`: wraps at `width` columns; every line starts with
 /// `indent`, the first with `first` when given.
 fn wrap_filter(
+    cache: &WrapCache,
     value: &Value,
     width: usize,
     indent: Option<&str>,
     first: Option<&str>,
-) -> std::result::Result<String, minijinja::Error> {
+) -> std::result::Result<Value, minijinja::Error> {
     // An undefined value (a misspelt name) is reported as such, so the error names it.
     let Some(text) = value.as_str() else {
         let kind = if value.is_undefined() {
@@ -528,7 +745,11 @@ fn wrap_filter(
         return Err(minijinja::Error::new(kind, "`wrap` expects a string"));
     };
     let indent = indent.unwrap_or("");
-    Ok(wrap(text, width, first.unwrap_or(indent), indent))
+    let first = first.unwrap_or(indent);
+    if indent.is_empty() {
+        return Ok(Value::from(wrap(text, width, first, indent)));
+    }
+    Ok(cache.get_or_wrap(text, width, first, indent))
 }
 
 /// `{{ n | plural("upvote") }}` → `1 upvote`, `2 upvotes`.
@@ -582,7 +803,7 @@ impl Layout {
 /// A digest prepared for the templates once; [`Digest::page`] lays it out.
 #[derive(Debug)]
 struct Digest {
-    edition: Edition,
+    edition: Value,
     subscriber: SubscriberView,
     topics: Vec<String>,
     trending: bool,
@@ -598,7 +819,8 @@ struct Digest {
 struct Page<'a> {
     /// Empty while the subject itself is rendered.
     subject: &'a str,
-    edition: &'a Edition,
+    /// An [`Edition`].
+    edition: &'a Value,
     subscriber: &'a SubscriberView,
     /// Every paper in this digest, whether shown as a card or a title line.
     count: usize,
@@ -757,7 +979,7 @@ impl Object for PaperOnly {
 #[derive(Debug)]
 struct CardParts {
     html: Vec<Arc<HtmlPiece>>,
-    text: Vec<Value>,
+    text: Vec<Arc<Fragment>>,
 }
 
 /// One block of `card.html`: as rendered, and with the styles spliced in.
@@ -765,8 +987,8 @@ struct CardParts {
 struct HtmlPiece {
     raw: Arc<str>,
     /// The stylesheet (by address, for as long as the inliner keeps it) and the piece with
-    /// its styles.
-    inlined: OnceLock<(usize, Arc<str>)>,
+    /// its styles (and, made on first use, their transfer encoding).
+    inlined: OnceLock<(usize, Arc<Fragment>)>,
 }
 
 impl HtmlPiece {
@@ -776,7 +998,7 @@ impl HtmlPiece {
         &self,
         inliner: &Inliner,
         sheet: &Arc<inline::Sheet>,
-    ) -> std::result::Result<Option<Arc<str>>, String> {
+    ) -> std::result::Result<Option<Arc<Fragment>>, String> {
         let key = Arc::as_ptr(sheet) as usize;
         if let Some((k, out)) = self.inlined.get()
             && *k == key
@@ -786,7 +1008,7 @@ impl HtmlPiece {
         let Some(out) = inliner.splice_with(&self.raw, sheet)? else {
             return Ok(None);
         };
-        let out: Arc<str> = out.into();
+        let out = Arc::new(Fragment::new(out));
         let _ = self.inlined.set((key, Arc::clone(&out)));
         Ok(Some(out))
     }
@@ -811,12 +1033,36 @@ struct SubscriberView {
     frequency: &'static str,
 }
 
+/// The chips and terms shown for one list of matches (term and field, in order).
+#[derive(Debug)]
+struct MatchText {
+    matched: Vec<(String, crate::model::Field)>,
+    /// Matched terms with the fields they matched in: `gaussian splatting · title, abstract`.
+    chips: Value,
+    /// Just the matched terms.
+    terms: Value,
+}
+
+impl MatchText {
+    fn key(matched: &[crate::model::Match]) -> u64 {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        static HASHER: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+        let mut h = HASHER.get_or_init(Default::default).build_hasher();
+        for m in matched {
+            m.term.hash(&mut h);
+            m.field.hash(&mut h);
+        }
+        h.finish()
+    }
+}
+
 /// A paper in one subscriber's digest.
 #[derive(Debug)]
 struct PaperView {
     rank: usize,
     text: Arc<PaperText>,
-    topic: Option<String>,
+    /// The topic's cleaned name, or none.
+    topic: Value,
     /// Matched terms with the fields they matched in: `gaussian splatting · title, abstract`.
     matched: Value,
     /// Just the matched terms, for the compact cards of a shortened digest.
@@ -829,16 +1075,30 @@ struct PaperView {
 impl PaperView {
     /// The paper as a template sees it; `parts` and `first` (the index of its first HTML
     /// piece in the digest) for a card, none for a title line.
-    fn card(&self, summary: Option<Summary>, parts: Option<(&CardParts, usize)>) -> Value {
+    /// The text part gets placeholders too (`text_first`), or with `literal` the cards'
+    /// text itself.
+    fn card(
+        &self,
+        summary: Option<Summary>,
+        parts: Option<(&CardParts, usize, usize)>,
+        literal: bool,
+    ) -> Value {
         let (html, text_parts) = match parts {
-            Some((parts, first)) => (
+            Some((parts, first, text_first)) => (
                 CARD_HTML_BLOCKS
                     .iter()
                     .zip(first..)
                     .take(parts.html.len())
                     .map(|(b, k)| (*b, placeholder(k)))
                     .collect(),
-                CARD_TEXT_BLOCKS.iter().copied().zip(parts.text.iter().cloned()).collect(),
+                CARD_TEXT_BLOCKS
+                    .iter()
+                    .zip(text_first..)
+                    .zip(&parts.text)
+                    .map(|((b, k), text)| {
+                        (*b, if literal { Value::from(text.text()) } else { text_placeholder(k) })
+                    })
+                    .collect(),
             ),
             None => (Value::UNDEFINED, Value::UNDEFINED),
         };
@@ -847,7 +1107,7 @@ impl PaperView {
             text_parts,
             text: Arc::clone(&self.text),
             rank: self.rank,
-            topic: Value::from(self.topic.clone()),
+            topic: self.topic.clone(),
             matched: self.matched.clone(),
             terms: self.terms.clone(),
             summary,
@@ -890,50 +1150,45 @@ struct LinkView {
 const MAX_CHIPS: usize = 4;
 
 impl Digest {
-    fn new(
-        ctx: &DigestContext<'_>,
-        links: Option<&ReaderLinks>,
-        text: impl Fn(&Paper) -> Arc<PaperText>,
-    ) -> Self {
+    fn new(ctx: &DigestContext<'_>, links: Option<&ReaderLinks>, renderer: &Renderer) -> Self {
         let vote = |id: &PaperId| links.and_then(|l| l.votes.get(id));
         let sub = ctx.subscriber;
         let papers: Vec<PaperView> = ctx
             .papers
             .iter()
             .enumerate()
-            .map(|(i, r)| PaperView {
-                rank: i + 1,
-                text: text(r.paper),
-                topic: r.topic.as_deref().map(clean),
-                matched: Value::from(chips(&r.matched)),
-                terms: Value::from(terms(&r.matched)),
-                more_like: Value::from(vote(&r.paper.id).map(|v| v.0.clone())),
-                fewer_like: Value::from(vote(&r.paper.id).map(|v| v.1.clone())),
+            .map(|(i, r)| {
+                let matched = renderer.match_text(&r.matched);
+                PaperView {
+                    rank: i + 1,
+                    text: renderer.paper_text(r.paper),
+                    topic: r.topic.as_deref().map_or(Value::from(()), |t| renderer.topic_name(t)),
+                    matched: matched.chips.clone(),
+                    terms: matched.terms.clone(),
+                    more_like: Value::from(vote(&r.paper.id).map(|v| v.0.clone())),
+                    fewer_like: Value::from(vote(&r.paper.id).map(|v| v.1.clone())),
+                }
             })
             .collect();
         // The topics present, in the subscriber's order; all of them for an empty digest.
         let mut topics: Vec<String> = sub
             .topics
             .iter()
-            .filter(|t| papers.iter().any(|p| p.topic.as_ref() == Some(*t)))
+            .filter(|t| papers.iter().any(|p| p.topic.as_str() == Some(t.as_str())))
             .cloned()
             .collect();
         for p in &papers {
-            if let Some(t) = &p.topic
-                && !topics.contains(t)
+            if let Some(t) = p.topic.as_str()
+                && !topics.iter().any(|have| have == t)
             {
-                topics.push(t.clone());
+                topics.push(t.to_string());
             }
         }
         if topics.is_empty() {
             topics.clone_from(&sub.topics);
         }
         Digest {
-            edition: Edition {
-                iso: ctx.edition.format("%Y-%m-%d").to_string(),
-                long: ctx.edition.format("%A, %-d %B %Y").to_string(),
-                short: ctx.edition.format("%b %-d").to_string(),
-            },
+            edition: renderer.edition(ctx.edition),
             subscriber: SubscriberView {
                 email: sub.email.email.to_string(),
                 name: sub.email.name.as_deref().map(clean).filter(|n| !n.is_empty()),
@@ -956,7 +1211,15 @@ impl Digest {
         }
     }
 
-    fn page<'a>(&'a self, subject: &'a str, layout: Layout, parts: &[Arc<CardParts>]) -> Page<'a> {
+    /// The page at `layout`; the text part's cards as placeholders, or with `literal` as
+    /// their text.
+    fn page<'a>(
+        &'a self,
+        subject: &'a str,
+        layout: Layout,
+        parts: &[Arc<CardParts>],
+        placeholders: bool,
+    ) -> Page<'a> {
         let cards = layout.cards.min(self.papers.len());
         let listed = layout.listed.min(self.papers.len() - cards);
         Page {
@@ -969,13 +1232,18 @@ impl Digest {
             papers: self.papers[..cards]
                 .iter()
                 .zip(parts)
-                .scan(0, |first, (paper, parts)| {
-                    let card = paper.card(Some(layout.summary), Some((parts, *first)));
+                .scan((0, 0), |(first, text_first), (paper, parts)| {
+                    let at = Some((&**parts, *first, *text_first));
+                    let card = paper.card(Some(layout.summary), at, !placeholders);
                     *first += parts.html.len();
+                    *text_first += parts.text.len();
                     Some(card)
                 })
                 .collect(),
-            more: self.papers[cards..cards + listed].iter().map(|paper| paper.card(None, None)).collect(),
+            more: self.papers[cards..cards + listed]
+                .iter()
+                .map(|paper| paper.card(None, None, false))
+                .collect(),
             hidden: self.papers.len() - cards - listed,
             shortened: layout.summary == Summary::Short,
             unsubscribe_url: self.unsubscribe_url.as_deref(),

@@ -1,6 +1,7 @@
 //! mail.rs against a real SMTP server on loopback: what arrives, and how each server
 //! failure comes back to the caller.
 
+use crate::support::digest;
 use crate::support::smtp::{Faults, Received, SmtpServer};
 
 use chrono::{DateTime, Utc};
@@ -131,6 +132,45 @@ async fn non_ascii_text_and_lines_starting_with_a_dot_arrive_intact() {
     assert_eq!(m.subject(), Some(r.subject.as_str()));
     assert_eq!(m.body_text(0).unwrap().replace("\r\n", "\n"), r.text);
     assert_eq!(m.body_html(0).unwrap(), r.html);
+}
+
+/// A digest rendered with its cards encoded once (`render_encoded`) and built without
+/// re-encoding (`build_encoded`) crosses a real SMTP session, dot-stuffing included, and
+/// decodes to the text the renderer made.
+#[tokio::test]
+async fn a_digest_encoded_once_per_card_arrives_as_rendered() {
+    let server = SmtpServer::start(Faults::none());
+    let s = settings(smtp(server.port()));
+    let cfg = digest::config();
+    let papers = digest::papers();
+    let renderer = paper_digest::render::Renderer::new(None).unwrap();
+    let mut sent = Vec::new();
+    for sub in &cfg.subscribers {
+        let ranked = digest::rank(&cfg, sub, &papers, 10);
+        let ctx = paper_digest::render::DigestContext {
+            subscriber: sub,
+            edition: digest::edition(),
+            papers: &ranked,
+            unsubscribe_url: None,
+            unsubscribe_mailto: None,
+        };
+        let plain = renderer.render(&ctx).unwrap();
+        let encoded = renderer.render_encoded(&ctx, None).unwrap();
+        assert!(encoded.html.quoted_printable.is_some(), "the HTML part is assembled encoded");
+        let id = new_message_id(&s);
+        let env = Envelope { to: &sub.email, message_id: &id, date: date() };
+        let msg = paper_digest::mail::build_encoded(&s, &env, encoded, None).unwrap();
+        Mailer::new(&s).unwrap().send(&msg, sub.email.email.as_ref()).await.unwrap();
+        sent.push(plain);
+    }
+    let received = server.messages();
+    assert_eq!(received.len(), sent.len());
+    for (got, plain) in received.iter().zip(&sent) {
+        let m = parse(got);
+        assert_eq!(m.subject(), Some(plain.subject.as_str()));
+        assert_eq!(m.body_text(0).unwrap().replace("\r\n", "\n"), plain.text);
+        assert_eq!(m.body_html(0).unwrap().replace("\r\n", "\n"), plain.html);
+    }
 }
 
 #[tokio::test]

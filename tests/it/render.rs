@@ -533,3 +533,136 @@ fn sizes() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Encoded once per card (#15): the message built from a digest whose parts were assembled
+// from per-card quoted-printable is the message lettre builds from the plain text.
+
+/// Renders `papers` for `sub` both ways and checks the encoded digest: same text as the
+/// plain render, each part's encoding exactly lettre's for that text when it was assembled,
+/// and a message whose parsed, decoded parts are the rendered text.
+fn assert_encoded_matches_plain(
+    renderer: &Renderer,
+    sub: &paper_digest::config::Subscriber,
+    papers: &[Ranked<'_>],
+) {
+    let cfg = config();
+    let ctx = DigestContext {
+        subscriber: sub,
+        edition: edition(),
+        papers,
+        unsubscribe_url: Some("https://digest.example.org/unsubscribe"),
+        unsubscribe_mailto: None,
+    };
+    let plain = renderer.render(&ctx).expect("renders");
+    let encoded = renderer.render_encoded(&ctx, None).expect("renders");
+    assert_eq!(plain, Rendered::from(encoded.clone()));
+    for (part, text) in [(&encoded.html, &plain.html), (&encoded.text, &plain.text)] {
+        if let Some(qp) = &part.quoted_printable {
+            let lettre = lettre::message::Body::new(text.clone());
+            assert_eq!(lettre.encoding(), lettre::message::header::ContentTransferEncoding::QuotedPrintable);
+            assert!(qp == &lettre.into_vec(), "the assembled encoding differs from lettre's");
+        }
+    }
+    let date = "2024-11-27T07:00:00Z".parse().expect("a date");
+    let env = paper_digest::mail::Envelope { to: &sub.email, message_id: "<x.1@example.org>", date };
+    let eml = paper_digest::mail::build_encoded(&cfg.mail, &env, encoded, None).expect("builds").formatted();
+    let body_at = eml.windows(4).position(|w| w == b"\r\n\r\n").expect("a header/body break");
+    for line in eml[body_at..].split(|&b| b == b'\n') {
+        // 76 characters and the CR (RFC 2045's limit for encoded lines).
+        assert!(line.len() <= 77, "a body line of {} bytes on the wire", line.len());
+    }
+    let parsed = mail_parser::MessageParser::default().parse(&eml).expect("the message parses");
+    let crlf = |s: &str| s.replace("\r\n", "\n");
+    assert_eq!(crlf(&parsed.body_text(0).expect("a text part")), plain.text);
+    assert_eq!(crlf(&parsed.body_html(0).expect("an HTML part")), plain.html);
+    assert_eq!(parsed.subject(), Some(plain.subject.as_str()));
+}
+
+#[test]
+fn digests_encoded_once_per_card_decode_to_the_rendered_text() {
+    let cfg = config();
+    let papers = papers();
+    let renderer = Renderer::new(None).expect("the built-in templates compile");
+    for (sub, max) in [(0, 10), (1, 10), (2, 50), (1, papers.len())] {
+        let sub = &cfg.subscribers[sub];
+        assert_encoded_matches_plain(&renderer, sub, &rank(&cfg, sub, &papers, max));
+    }
+    // The parts are assembled, not left to lettre, for the built-in templates.
+    let sub = &cfg.subscribers[0];
+    let ranked = rank(&cfg, sub, &papers, 10);
+    let ctx = DigestContext {
+        subscriber: sub,
+        edition: edition(),
+        papers: &ranked,
+        unsubscribe_url: None,
+        unsubscribe_mailto: None,
+    };
+    let encoded = renderer.render_encoded(&ctx, None).expect("renders");
+    assert!(encoded.html.quoted_printable.is_some());
+    assert!(encoded.text.quoted_printable.is_some());
+}
+
+/// Titles of 60 to 90 characters with non-ASCII letters and `=` at every position near
+/// the 76-character line limit, in both parts.
+#[test]
+fn lines_near_76_characters_and_non_ascii_survive_encoding_once() {
+    let cfg = config();
+    let base = papers();
+    let fillers = ["é", "東京", "=", "ß=", " ü", "—"];
+    let papers: Vec<Paper> = (0..30)
+        .map(|n| {
+            let mut p = base[n].clone();
+            p.id = PaperId(format!("2411.{:05}", 90_000 + n));
+            let filler = fillers[n % fillers.len()];
+            let head = "x".repeat(60 + n % 16);
+            p.title = format!("{head}{filler} Gaussian Splatting {}", "y".repeat(n % 7));
+            p.summary = format!("{}{filler} reasoning. {}", "a ".repeat(35 + n), p.summary);
+            p
+        })
+        .collect();
+    let renderer = Renderer::new(None).expect("the built-in templates compile");
+    let alice = &cfg.subscribers[0];
+    for max in [1, 10, 30] {
+        let ranked = rank(&cfg, alice, &papers, max);
+        assert!(!ranked.is_empty());
+        assert_encoded_matches_plain(&renderer, alice, &ranked);
+    }
+}
+
+/// An override that puts a card mid-line gets that part encoded whole, as lettre would.
+#[test]
+fn a_card_placed_mid_line_falls_back_to_encoding_the_whole_part() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let source = std::fs::read_to_string(format!("{}/templates/digest.html", env!("CARGO_MANIFEST_DIR")))
+        .expect("digest.html");
+    let html = source.replace("{{ paper.html.main -}}\n", "<div>{{ paper.html.main }}</div>\n");
+    let text = std::fs::read_to_string(format!("{}/templates/digest.txt", env!("CARGO_MANIFEST_DIR")))
+        .expect("digest.txt")
+        .replace("{{ paper.text.main -}}", ">> {{ paper.text.main | upper -}}");
+    std::fs::write(dir.path().join("digest.html"), html).expect("write");
+    std::fs::write(dir.path().join("digest.txt"), text).expect("write");
+    let renderer = Renderer::new(Some(dir.path())).expect("the override compiles");
+    let cfg = config();
+    let papers = papers();
+    let alice = &cfg.subscribers[0];
+    let ranked = rank(&cfg, alice, &papers, 10);
+    let ctx = DigestContext {
+        subscriber: alice,
+        edition: edition(),
+        papers: &ranked,
+        unsubscribe_url: None,
+        unsubscribe_mailto: None,
+    };
+    let encoded = renderer.render_encoded(&ctx, None).expect("renders");
+    assert!(encoded.html.text.contains("<div><h2"));
+    let whole = lettre::message::Body::new(encoded.html.text.clone()).into_vec();
+    assert!(
+        encoded.html.quoted_printable.as_ref() == Some(&whole),
+        "not lettre's encoding of the whole part"
+    );
+    // The filter saw the card's text, not a placeholder.
+    assert!(!encoded.text.text.contains('\u{1}'));
+    assert!(encoded.text.text.contains(">> \n    HTTPS://") || encoded.text.text.contains("HTTPS://"));
+    assert_encoded_matches_plain(&renderer, alice, &ranked);
+}
