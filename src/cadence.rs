@@ -78,7 +78,6 @@ pub fn missed_run(last_success: Option<DateTime<Utc>>, schedule: &str, tz: Tz, n
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use chrono::Weekday;
     use chrono_tz::{Asia::Tokyo, Europe::Berlin, UTC};
 
@@ -91,12 +90,17 @@ mod tests {
     }
 
     fn subscriber(frequency: Frequency, weekday: Weekday, timezone: Tz) -> Subscriber {
-        let text = "[mail]\nfrom = \"a@example.org\"\n[[subscribers]]\nemail = \"x@example.org\"\n";
-        let mut sub = Config::parse(text).unwrap().subscribers.remove(0);
-        sub.frequency = frequency;
-        sub.weekday = weekday;
-        sub.timezone = timezone;
-        sub
+        Subscriber {
+            email: "x@example.org".parse().unwrap(),
+            key: "x@example.org".into(),
+            topics: Vec::new(),
+            max_papers: 10,
+            min_score: 0.0,
+            trending_weight: 1.0,
+            frequency,
+            weekday,
+            timezone,
+        }
     }
 
     #[test]

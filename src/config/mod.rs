@@ -13,6 +13,7 @@ mod raw;
 mod secret;
 mod subscribers;
 mod validate;
+mod values;
 
 // Kept while `rank` and `render` still name them here; their home is `model`.
 pub use crate::model::{Subscriber, Topic};
@@ -21,6 +22,7 @@ pub use raw::SmtpAuth;
 pub use secret::{PasswordCommand, Secret};
 pub use subscribers::FileSubscribers;
 use validate::Validator;
+pub use values::{is_list_id, pem_certificates};
 
 /// The config file used when neither `--config` nor `$PAPER_DIGEST_CONFIG` names one.
 pub const DEFAULT_PATH: &str = "paper-digest.toml";

@@ -458,7 +458,7 @@ impl Validator<'_> {
         }
         let domain = from.email.domain().to_string();
         let list_id = m.list_id.unwrap_or_else(|| format!("paper-digest.{domain}"));
-        if !crate::mail::is_list_id(&list_id) {
+        if !super::is_list_id(&list_id) {
             return Err(self.err(
                 "mail.list_id",
                 format!(
@@ -576,7 +576,7 @@ impl Validator<'_> {
         let path = self.resolve(file);
         let pem = std::fs::read(&path)
             .map_err(|e| self.err("mail.smtp.ca_file", format!("cannot read {}: {e}", path.display())))?;
-        match crate::mail::pem_certificates(&pem) {
+        match super::pem_certificates(&pem) {
             Ok(0) => Err(self.err(
                 "mail.smtp.ca_file",
                 format!(

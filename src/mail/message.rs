@@ -156,20 +156,10 @@ fn check_message_id(id: &str) -> Result<(), String> {
 }
 
 /// `List-Id: <list.example.org>`; a configured value may come with or without brackets.
-/// Whether `raw` (with or without its angle brackets) is a `List-Id` this builder writes:
-/// a name shaped like a domain (RFC 2919). Config validation asks the same question.
-pub fn is_list_id(raw: &str) -> bool {
-    let id = raw.trim();
-    let id = id.strip_prefix('<').and_then(|s| s.strip_suffix('>')).unwrap_or(id);
-    !id.is_empty()
-        && id.contains('.')
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-}
-
 fn list_id(raw: &str) -> Result<String, String> {
     let id = raw.trim();
     let id = id.strip_prefix('<').and_then(|s| s.strip_suffix('>')).unwrap_or(id);
-    if is_list_id(id) {
+    if crate::config::is_list_id(id) {
         Ok(format!("<{id}>"))
     } else {
         Err(format!(

@@ -11,5 +11,4 @@ mod smtp;
 mod tls;
 
 pub use mailer::{Mailer, Wire};
-pub use message::{Envelope, build, build_encoded, build_for, is_list_id, new_message_id};
-pub use tls::pem_certificates;
+pub use message::{Envelope, build, build_encoded, build_for, new_message_id};

@@ -6,16 +6,7 @@ use crate::config::SmtpSettings;
 use lettre::transport::smtp::Error as SmtpError;
 use lettre::transport::smtp::client::{Certificate, CertificateStore, TlsParameters};
 use rustls::{CertificateError, Error as TlsError};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use std::sync::OnceLock;
-
-/// How many certificates a PEM file holds; an error when a `CERTIFICATE` block is broken.
-pub fn pem_certificates(pem: &[u8]) -> Result<usize, String> {
-    CertificateDer::pem_slice_iter(pem)
-        .try_fold(0, |n, cert| cert.map(|_| n + 1))
-        .map_err(|e| format!("not a valid PEM certificate file: {e}"))
-}
 
 /// The system's trusted roots (`/etc/ssl/certs`, or `$SSL_CERT_FILE` / `$SSL_CERT_DIR`),
 /// loaded once per process; those rustls cannot use are left out, as one bad entry would
@@ -120,19 +111,5 @@ mod tests {
             explain(&TlsError::InvalidCertificate(CertificateError::NotValidForName), "mx.example.org");
         assert!(name.contains("mail.smtp.host"), "{name}");
         assert!(!unknown.contains("OtherError"), "{unknown}");
-    }
-
-    #[test]
-    fn a_pem_file_counts_its_certificates_and_a_text_file_has_none() {
-        assert_eq!(pem_certificates(b"hello\n"), Ok(0));
-        let broken = b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n";
-        assert!(pem_certificates(broken).is_err());
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn counting_certificates_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
-            let _ = pem_certificates(&bytes);
-        }
     }
 }

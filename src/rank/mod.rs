@@ -29,8 +29,8 @@ pub mod tuning;
 
 pub use explain::{Explanation, Score, TopicOutcome, TopicVerdict, Verdict};
 
-use crate::config::{Subscriber, Topic};
 use crate::model::{Paper, PaperId, Ranked};
+use crate::model::{Subscriber, Topic};
 use chrono::{DateTime, Utc};
 use corpus::Corpus;
 use std::cmp::Ordering;

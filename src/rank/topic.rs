@@ -11,7 +11,7 @@ use super::analyze::Name;
 use super::corpus::{ABSTRACT, Corpus, DocTf, TITLE, sparse_dot};
 use super::explain::TopicOutcome;
 use super::tuning;
-use crate::config::Topic;
+use crate::model::Topic;
 use crate::model::{Field, Match, Paper, PaperId};
 use std::collections::{HashMap, HashSet};
 

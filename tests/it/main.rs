@@ -7,6 +7,7 @@
 
 mod support;
 
+mod architecture;
 mod browser;
 mod cadence;
 mod cli;
