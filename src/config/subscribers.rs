@@ -337,4 +337,43 @@ mod tests {
         let e = e.to_string();
         assert!(e.contains("subs.jsonl:3:") && e.contains("subscribers[2].email"), "{e}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 300,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Whatever a subscribers file holds (lines of JSON-ish text, arrays, comments, broken
+        /// UTF-8 aside), the streaming reader never panics: it hands out subscribers numbered
+        /// in order from line 1 on, or stops with an error naming this file and a line it read.
+        #[test]
+        fn the_streaming_reader_never_panics_and_every_error_names_the_file_and_a_line(
+            lines in proptest::collection::vec(
+                "(\\{\"email\": \"[a-z]{1,5}@[a-z]{1,5}\\.org\"(, \"topics\": \\[(\"t\"|3)\\])?\\}|#.{0,10}|\\[.{0,10}|\\PC{0,20}|)",
+                0..12,
+            )
+        ) {
+            let text = lines.join("\n");
+            let path = Path::new("subs.jsonl");
+            let mut reader = JsonLines::new(text.as_bytes(), path);
+            let mut expected = 0;
+            loop {
+                match reader.next_raw() {
+                    Ok(Some((n, line, _))) => {
+                        proptest::prop_assert_eq!(n, expected);
+                        proptest::prop_assert!(line >= 1 && line <= lines.len().max(1));
+                        expected += 1;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let e = e.to_string();
+                        proptest::prop_assert!(e.starts_with("subs.jsonl:"), "{}", e);
+                        break;
+                    }
+                }
+            }
+        }
+    }
 }
