@@ -10,6 +10,10 @@ Side by side, against one Postfix `smtp-sink` on 127.0.0.1, round after round:
   peer           rss2email delivering a feed of the same number of entries, of the same
                  size, to the same sink.
 
+  client alone   benches/smtp_floor.rs (with --floor): one prebuilt message of the same size
+                 sent N times through paper-digest's SMTP pool, then through lettre's own
+                 pool: how fast the client can go with nothing rendered or recorded.
+
 Then paper-digest alone with the file transport at each --scale size (peak RSS at 10k vs
 100k shows whether memory is flat in N).
 
@@ -173,6 +177,7 @@ class Bench:
         )
         self.base_url = f"http://127.0.0.1:{self.server.stdout.readline().strip()}"
         self.results = {"machine": machine(), "args": vars(args), "smtp": {}, "file": {}}
+        self.floor = pathlib.Path(args.floor).resolve() if args.floor else None
         self.shim = None
         if args.nodelay_shim:
             self.shim = self.work / "nodelay.so"
@@ -246,6 +251,19 @@ class Bench:
             sys.exit(f"load.py: smtp-source exited {rc}, sink received {received} of {n}")
         row["smtp-source"] = {"wall_s": wall, "rss_mb": rss, "sent": n, "received": received,
                               "send_rate": rate, "e2e_rate": n / wall}
+        # paper-digest's SMTP client alone: one prebuilt message, nothing rendered or recorded
+        if self.floor:
+            for client in ("ours", "lettre"):
+                cfg = self.config(self.work / f"floor-{client}-{n}-c{c}-{i}", 1, "smtp", sink.port, c)
+                sink.start_sampling()
+                wall, rss, rc = timed([str(self.floor), str(cfg), str(n), str(size), client], cfg.parent,
+                                      cfg.parent / "floor.log")
+                received, rate = sink.stop_sampling()
+                if rc != 0 or received != n:
+                    sys.exit(f"load.py: smtp_floor {client} exited {rc}, sink received {received} of {n}; see {cfg.parent}/floor.log")
+                row[f"client alone ({client})"] = {"wall_s": wall, "rss_mb": rss, "sent": n, "received": received,
+                                                   "send_rate": rate, "e2e_rate": n / wall}
+                shutil.rmtree(cfg.parent)
         # the peer: rss2email, one entry one message, sequentially (its only mode)
         if not self.args.no_peer:
             row["rss2email"] = self.rss2email(sink, i, size)
@@ -286,7 +304,9 @@ class Bench:
         if r["files"] != r["sent"]:
             sys.exit(f"load.py: {r['sent']} sent but {r['files']} files in {outbox}")
         r["e2e_rate"] = r["sent"] / r["wall_s"]
-        shutil.rmtree(run_dir)
+        # Kept until every file round is done: ext4 skips the inodes of files deleted in the
+        # last half minute when it allocates new ones, and scanning past 100,000 of them
+        # took more time than writing the next round's files.
         return r
 
     def run(self):
@@ -312,6 +332,8 @@ class Bench:
                 log(f"file round {i + 1}/{a.runs}, {n} subscribers")
                 rounds.append(self.file_round(n, i))
             self.results["file"][n] = rounds
+        for run_dir in self.work.glob("file-*"):
+            shutil.rmtree(run_dir)
         (self.work / "results.json").write_text(json.dumps(self.results, indent=1))
         print(report(self.results))
 
@@ -334,7 +356,7 @@ def report(res):
             "| program | messages | wall s | end-to-end msg/s | send-phase msg/s | peak RSS MB |",
             "|---|---:|---:|---:|---:|---:|",
         ]
-        others = ("smtp-source", "rss2email")
+        others = ("smtp-source", "client alone (ours)", "client alone (lettre)", "rss2email")
         progs = [p for p in rounds[0] if p not in others] + [p for p in others if p in rounds[0]]
         for p in progs:
             out.append(
@@ -348,6 +370,10 @@ def report(res):
             out.append(f"- paper-digest / {name} (send phase, side by side): {ratio:.2f}")
         out += ["", f"- paper-digest / smtp-source (send phase): **{pd_send / lim:.2f}** (target >= 0.80)"]
         out.append(f"- paper-digest / smtp-source (end to end): {pd_e2e / med(rounds, 'smtp-source', 'e2e_rate'):.2f}")
+        for client in ("ours", "lettre"):
+            name = f"client alone ({client})"
+            if name in progs:
+                out.append(f"- {name} / smtp-source (send phase): {med(rounds, name, 'send_rate') / lim:.2f}")
         if "rss2email" in progs:
             peer_send, peer_e2e = med(rounds, "rss2email", "send_rate"), med(rounds, "rss2email", "e2e_rate")
             out.append(f"- paper-digest / rss2email (send phase): **{pd_send / peer_send:.1f}x** (target >= 10x)")
@@ -419,6 +445,11 @@ def main():
     p.add_argument("--peer-items", type=int, default=2000, help="feed entries rss2email delivers per round")
     p.add_argument("--scale", type=ints, default=[10000, 100000], help="file-transport sizes, comma-separated")
     p.add_argument("--no-peer", action="store_true", help="skip rss2email")
+    p.add_argument(
+        "--floor",
+        help="the smtp_floor bench binary (benches/smtp_floor.rs; bench/load.sh builds it): "
+        "paper-digest's SMTP client alone, with its own pool and with lettre's, in every SMTP round",
+    )
     p.add_argument("--no-smtp", action="store_true", help="only the file-transport rounds")
     p.add_argument(
         "--inline-subscribers",

@@ -32,4 +32,11 @@ fi
 command -v r2e >/dev/null 2>&1 || python3 -m pip install --quiet rss2email
 
 cargo build --release --locked
-exec python3 bench/load.py "$@"
+# The SMTP client alone (benches/smtp_floor.rs), run beside paper-digest in every SMTP round.
+floor=$(cargo bench --locked --bench smtp_floor --no-run --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "smtp_floor":
+        print(m["executable"])')
+exec python3 bench/load.py --floor "$floor" "$@"

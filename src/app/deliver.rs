@@ -2,9 +2,9 @@
 //! 'sending', hands them to the transport `concurrency` at a time, and accounts for each
 //! outcome ([`outcome`]) before the [`Committer`] records it.
 
-use super::plan::{Job, Papers, papers_for, ranked_from_items};
+use super::plan::{Job, Papers, Planner, papers_for, ranked_from_items};
 use super::{Run, RunSummary};
-use crate::config::{Config, MailSettings};
+use crate::config::{Config, MailSettings, Subscriber};
 use crate::error::{Error, Result};
 use crate::logging::mask_email;
 use crate::mail::{self, Envelope, Mailer, Wire};
@@ -14,7 +14,6 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::sync::Semaphore;
 
 /// Messages that may be out, beyond the `concurrency` in flight, without a durable record
 /// of their outcome yet: after a crash at most `concurrency + UNRECORDED` are sent twice.
@@ -25,6 +24,13 @@ const UNRECORDED: usize = 16;
 /// stopping run still sends the group it has marked, so this also bounds what goes out
 /// after a shutdown is asked for, besides the sends in flight.
 const MARK_GROUP: usize = 16;
+/// Messages rendered one after another by one blocking task.
+const COMPOSE_GROUP: usize = 8;
+/// Rendered messages waiting for the send stage, at most.
+const RENDER_AHEAD: usize = 32;
+/// Subscribers ranked and recorded pending at a time by the plan stage, which runs on the
+/// thread that drives the sends: small enough that a send never waits long for it.
+const PLAN_SLICE: usize = 64;
 
 /// What rendering and building a message needs, shared with the blocking pool.
 pub(super) struct Composer {
@@ -100,72 +106,102 @@ pub(super) enum Sent {
 /// A job with its built message, or what became of it instead.
 type Ready = (Arc<Job>, std::result::Result<Wire, Sent>);
 
-/// Renders, sends and records one chunk's jobs. Rendering runs ahead on the blocking
-/// pool, up to `concurrency` messages are with the transport at once, and outcomes are
-/// committed by a [`Committer`] on a thread of its own, so neither an SMTP exchange nor a
-/// file write waits for a durable commit. Every outcome known is committed before this
-/// returns, whether the run finished, was stopped or lost its mail server.
+/// Where the subscribers come from, a chunk at a time: `Ok(None)` when there are no more.
+pub(super) type Chunks<'c> = Box<dyn FnMut() -> Result<Option<Vec<Subscriber>>> + 'c>;
+
+/// Plans, renders, sends and records every subscriber `chunks` yields, as one pipeline
+/// whose three stages run at once:
+///
+/// - **plan**: a chunk at a time, in slices that yield between them, so that the next
+///   chunk is ranked and recorded pending while the previous one is being sent, and only
+///   one planned chunk waits (memory stays flat in the number of subscribers);
+/// - **render**: groups of messages on the blocking pool, up to [`RENDER_AHEAD`] ahead;
+/// - **send**: up to `concurrency` messages with the transport at once, each group marked
+///   'sending' before it goes, each outcome committed by a [`Committer`] on a thread of
+///   its own, so that neither an SMTP exchange nor a file write waits for a durable commit.
+///
+/// Every outcome known is committed before this returns, whether the run finished, was
+/// stopped, lost its mail server or failed to plan (that error is returned after).
 #[allow(clippy::too_many_lines)]
-pub(super) async fn send_jobs(
+pub(super) async fn deliver(
     run: &Run<'_>,
+    planner: &Planner<'_>,
     shelf: &Arc<Papers>,
-    jobs: Vec<Job>,
+    mut chunks: Chunks<'_>,
     summary: &mut RunSummary,
 ) -> Result<()> {
-    if jobs.is_empty() {
-        return Ok(());
-    }
     let (store, mailer, now) = (&run.store, &run.mailer, run.now);
-    let papers = papers_for(store, shelf, jobs.iter().flat_map(|j| &j.items))?;
     let concurrency = mailer.concurrency().max(1);
-    // Rendering is CPU-bound: two per core at once keep every core busy. Up to MARK_GROUP
-    // finished messages may wait to be handed out, so that a group builds up while the
-    // previous one waits for the database.
+    // Rendering is CPU-bound: two groups per core at once keep every core busy, and a
+    // group of messages per blocking task keeps the hand-offs between threads (a wake-up
+    // and a context switch each) off the per-message cost.
     let rendering = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) * 2;
-    let cores = Arc::new(Semaphore::new(rendering));
-    let render_ahead = rendering.max(MARK_GROUP);
     let committer = Committer::start(Arc::clone(store), now, concurrency + UNRECORDED);
     let mut bad_template = None;
-    {
-        let down = AtomicBool::new(false);
-        // Once cancelled (or the server is gone, or outcomes can no longer be recorded)
-        // nothing new starts; sends in flight finish.
-        let broken = AtomicBool::new(false);
-        let stopped = || {
-            run.shutdown.is_cancelled()
-                || down.load(Ordering::Relaxed)
-                || broken.load(Ordering::Relaxed)
-                || committer.failed()
-        };
-        let composed = futures_util::stream::iter(jobs)
+    let mut skipped = 0;
+    let down = AtomicBool::new(false);
+    // Once cancelled (or the server is gone, or outcomes can no longer be recorded)
+    // nothing new starts; sends in flight finish.
+    let broken = AtomicBool::new(false);
+    let stopped = || {
+        run.shutdown.is_cancelled()
+            || down.load(Ordering::Relaxed)
+            || broken.load(Ordering::Relaxed)
+            || committer.failed()
+    };
+    let (planned, to_render) = tokio::sync::mpsc::channel::<(Arc<Papers>, Vec<Job>)>(1);
+    let plan = async {
+        let planned = planned; // dropped on return, which ends the other stages' input
+        while !stopped() {
+            let Some(mut chunk) = chunks()? else { break };
+            let subscribers = chunk.len();
+            let mut jobs = Vec::with_capacity(subscribers);
+            let mut done = RunSummary::default();
+            while !chunk.is_empty() {
+                let rest = chunk.split_off(chunk.len().min(PLAN_SLICE));
+                jobs.extend(planner.plan(std::mem::replace(&mut chunk, rest), &mut done)?);
+                // Ranking is CPU work on the thread that drives the sends: a slice at a time.
+                tokio::task::yield_now().await;
+            }
+            skipped += done.skipped;
+            run.progress.inc((subscribers - jobs.len()) as u64);
+            let papers = papers_for(store, shelf, jobs.iter().flat_map(|j| &j.items))?;
+            if !jobs.is_empty() && planned.send((papers, jobs)).await.is_err() {
+                break; // the send stage has ended
+            }
+        }
+        Ok::<(), Error>(())
+    };
+    let (ready, rendered) = tokio::sync::mpsc::channel::<Ready>(RENDER_AHEAD);
+    let render = async move {
+        let mut to_render = to_render;
+        let groups = futures_util::stream::poll_fn(|cx| to_render.poll_recv(cx))
+            .flat_map(|(papers, jobs)| futures_util::stream::iter(jobs).map(move |job| (Arc::clone(&papers), job)))
             .take_while(|_| {
                 let go = !stopped();
                 async move { go }
             })
-            .map(|job| {
-                let job = Arc::new(job);
-                let (composer, papers, cores, for_render) =
-                    (Arc::clone(&run.composer), Arc::clone(&papers), Arc::clone(&cores), Arc::clone(&job));
-                // A task of its own, so that rendering goes on while the send loop waits.
-                let render = tokio::spawn(async move {
-                    let _core = cores.acquire_owned().await;
-                    tokio::task::spawn_blocking(move || composer.compose(&for_render, &papers, now)).await
-                });
-                async move {
-                    let message = match render.await {
-                        Ok(Ok(Ok(message))) => Ok(message),
-                        Ok(Ok(Err(e @ Error::Config { .. }))) => Err(Sent::BadTemplate(e)),
-                        Ok(Ok(Err(e))) => Err(Sent::Failed(format!("rendering failed: {e}"))),
-                        Ok(Err(e)) | Err(e) => Err(Sent::Failed(format!("rendering failed: {e}"))),
-                    };
-                    (job, message)
+            .chunks(COMPOSE_GROUP)
+            .map(|group| compose_group(Arc::clone(&run.composer), group, now))
+            .buffered(rendering);
+        let mut groups = std::pin::pin!(groups);
+        while let Some(group) = groups.next().await {
+            for one in group {
+                if ready.send(one).await.is_err() {
+                    return; // the send stage has ended
                 }
-            })
-            .buffered(render_ahead);
-        let results = composed
-            // What is rendered by now is marked in one transaction and then handed out.
+            }
+        }
+    };
+    let send = async {
+        let mut rendered = rendered;
+        let results = futures_util::stream::poll_fn(|cx| rendered.poll_recv(cx))
+            // What is rendered by now is marked in one transaction and then handed out;
+            // the next group is marked while this one is being sent, so that the sends
+            // never wait for the database (where the committer may hold it for a commit).
             .ready_chunks(MARK_GROUP)
-            .then(|group| hand_out(store, group, stopped(), now))
+            .map(|group| hand_out(store, group, stopped(), now))
+            .buffered(2)
             .flat_map(futures_util::stream::iter)
             .map(|(job, ready)| {
                 let (down, committer, broken) = (&down, &committer, &broken);
@@ -175,8 +211,8 @@ pub(super) async fn send_jobs(
                         Err(_) => None,
                     };
                     let result = match ready {
-                        // Its outcome could not be recorded: the row stays marked, for the
-                        // next run to send.
+                        // Its outcome could not be recorded: the row stays marked, for
+                        // the next run to send.
                         Ok(_) if committer.failed() => Sent::NotAttempted,
                         // Marked, but the server went away meanwhile: trying would only
                         // repeat the failure (with backoff); the next run sends it.
@@ -214,9 +250,36 @@ pub(super) async fn send_jobs(
                 break;
             }
         }
-    }
+        // Returning drops the receiver, which ends the earlier stages too.
+    };
+    let (planning, (), ()) = tokio::join!(plan, render, send);
+    summary.skipped += skipped;
     committer.finish().await?;
+    planning?;
     bad_template.map_or(Ok(()), Err)
+}
+
+/// Renders a group of jobs, one after another, on the blocking pool. A bug that panics in
+/// one reader's render fails that reader.
+async fn compose_group(composer: Arc<Composer>, group: Vec<(Arc<Papers>, Job)>, now: DateTime<Utc>) -> Vec<Ready> {
+    let render = tokio::task::spawn_blocking(move || {
+        group
+            .into_iter()
+            .map(|(papers, job)| {
+                let composed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    composer.compose(&job, &papers, now)
+                }));
+                let message = match composed {
+                    Ok(Ok(message)) => Ok(message),
+                    Ok(Err(e @ Error::Config { .. })) => Err(Sent::BadTemplate(e)),
+                    Ok(Err(e)) => Err(Sent::Failed(format!("rendering failed: {e}"))),
+                    Err(_) => Err(Sent::Failed("rendering failed: a bug (its panic is logged)".into())),
+                };
+                (Arc::new(job), message)
+            })
+            .collect()
+    });
+    joined(render.await)
 }
 
 /// Marks a group of rendered jobs 'sending' (one transaction) and hands them out: each

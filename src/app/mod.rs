@@ -107,49 +107,27 @@ impl std::fmt::Display for RunSummary {
     }
 }
 
-/// Plans and sends every subscriber, a chunk at a time, until the run is stopped or the
-/// mail session fails.
-async fn send_all(
-    run: &Run<'_>,
-    planner: &Planner<'_>,
-    shelf: &Arc<plan::Papers>,
-    summary: &mut RunSummary,
-) -> Result<()> {
-    for chunk in run.cfg.subscribers.chunks(CHUNK) {
-        if run.shutdown.is_cancelled() || summary.transport_down {
-            break;
+/// The run's subscribers, a chunk at a time: the config's (with the readers who joined on
+/// the web), then the subscribers file's, read as they are needed, without those the first
+/// already had (`taken`).
+fn chunks<'c>(
+    subscribers: &'c [config::Subscriber],
+    mut file: Option<config::FileSubscribers<'c>>,
+    taken: &'c HashSet<String>,
+) -> deliver::Chunks<'c> {
+    let mut inline = subscribers.chunks(CHUNK);
+    Box::new(move || {
+        if let Some(chunk) = inline.next() {
+            return Ok(Some(chunk.to_vec()));
         }
-        let jobs = planner.plan(chunk.to_vec(), summary)?;
-        run.progress.inc((chunk.len() - jobs.len()) as u64);
-        deliver::send_jobs(run, shelf, jobs, summary).await?;
-    }
-    Ok(())
-}
-
-/// Plans and sends the subscribers file's subscribers (but those `taken` already), a
-/// chunk read at a time, until the run is stopped or the mail session fails.
-async fn send_file(
-    run: &Run<'_>,
-    planner: &Planner<'_>,
-    shelf: &Arc<plan::Papers>,
-    (file, taken): (&mut config::FileSubscribers<'_>, &HashSet<String>),
-    summary: &mut RunSummary,
-) -> Result<()> {
-    loop {
-        if run.shutdown.is_cancelled() || summary.transport_down {
-            break;
-        }
+        let Some(file) = file.as_mut() else { return Ok(None) };
         let mut chunk = file.next_chunk(plan::FILE_CHUNK)?;
         if chunk.is_empty() {
-            break;
+            return Ok(None);
         }
         chunk.retain(|s| !taken.contains(&s.key));
-        let planned = chunk.len();
-        let jobs = planner.plan(chunk, summary)?;
-        run.progress.inc((planned - jobs.len()) as u64);
-        deliver::send_jobs(run, shelf, jobs, summary).await?;
-    }
-    Ok(())
+        Ok(Some(chunk))
+    })
 }
 
 impl RunSummary {
@@ -164,10 +142,9 @@ impl RunSummary {
     }
 }
 
-/// What a run's stages share: the config, the store, the clock, the renderer and the
-/// mailer, the stop signal and the progress bar. Made once per run (or per one-off send).
+/// What a run's stages share: the store, the clock, the renderer and the mailer, the stop
+/// signal and the progress bar. Made once per run (or per one-off send).
 pub(crate) struct Run<'a> {
-    cfg: &'a Config,
     /// Shared with the thread that commits send outcomes.
     store: Arc<Store>,
     now: DateTime<Utc>,
@@ -179,9 +156,8 @@ pub(crate) struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(cfg: &'a Config, store: Arc<Store>, now: DateTime<Utc>, shutdown: &'a Shutdown) -> Result<Self> {
+    fn new(cfg: &Config, store: Arc<Store>, now: DateTime<Utc>, shutdown: &'a Shutdown) -> Result<Self> {
         Ok(Run {
-            cfg,
             store,
             now,
             shutdown,
@@ -275,10 +251,8 @@ async fn run_inner(
     // A template mistake found now costs nothing: no subscriber has been planned yet.
     commands::render_sample(cfg, &run.composer.renderer, now)?;
     run.progress = progress::bar((cfg.subscribers.len() + roster.streamed) as u64);
-    send_all(&run, &planner, &shelf, &mut summary).await?;
-    if let Some(mut file) = cfg.file_subscribers()? {
-        send_file(&run, &planner, &shelf, (&mut file, &roster.taken), &mut summary).await?;
-    }
+    let chunks = chunks(&cfg.subscribers, cfg.file_subscribers()?, &roster.taken);
+    deliver::deliver(&run, &planner, &shelf, chunks, &mut summary).await?;
     run.progress.finish_and_clear();
     run.mailer.close().await;
     if let Some(line) = summary.session_failure() {

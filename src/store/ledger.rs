@@ -87,6 +87,13 @@ impl Kind {
     }
 }
 
+/// A ledger item's paper id, read without the rest of the item.
+#[derive(Deserialize)]
+struct ItemId<'a> {
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+}
+
 /// One ranked paper as the ledger remembers it, so a retry renders the same digest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Item {
@@ -331,14 +338,20 @@ impl Store {
             for o in outcomes {
                 match o {
                     Outcome::Sent { id } => {
-                        let row: Option<(String, String, String)> = sent
-                            .query_row(params![id, now_s], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                            .optional()?;
-                        if let Some((subscriber, edition, items)) = row {
-                            let items = parse_items(*id, &items)?;
-                            for item in items {
-                                seen.execute(params![subscriber, item.id.as_str(), edition, now_s])?;
+                        let row = sent.query_row(params![id, now_s], |r| {
+                            let items = r.get_ref(2)?.as_str()?;
+                            // Only the papers' ids are needed here, borrowed from the row.
+                            let papers: Vec<ItemId<'_>> = serde_json::from_str(items)
+                                .map_err(|_| parse_items(*id, items).err().unwrap_or(rusqlite::Error::InvalidQuery))?;
+                            let (subscriber, edition) = (r.get_ref(0)?.as_str()?, r.get_ref(1)?.as_str()?);
+                            for paper in papers {
+                                seen.execute(params![subscriber, paper.id.as_ref(), edition, now_s])?;
                             }
+                            Ok(())
+                        });
+                        match row {
+                            Ok(()) | Err(rusqlite::Error::QueryReturnedNoRows) => {}
+                            Err(e) => return Err(e),
                         }
                     }
                     Outcome::Failed { id, error } => {
@@ -581,6 +594,36 @@ mod tests {
             .unwrap();
         let err = store.latest_delivery("a@x.org", None).unwrap_err().to_string();
         assert!(err.contains(&format!("deliveries row {id}")) && err.contains("edition"), "{err}");
+    }
+
+    #[test]
+    fn items_that_are_json_but_not_a_list_of_papers_fail_the_commit_naming_the_row_and_mark_nothing() {
+        for items in ["{}", "[{\"score\": 1.0}]", "[1, 2]", "null", "[{\"id\": \"2411.1\"}"] {
+            let store = Store::open_in_memory().unwrap();
+            let id = store.insert_deliveries(&[planned("a@x.org", "<1@x>")], now()).unwrap()[0].unwrap();
+            store.mark_sending(&[id], now()).unwrap();
+            store.conn().execute("UPDATE deliveries SET items = ?2 WHERE id = ?1", params![id, items]).unwrap();
+            let err = store.record_outcomes(&[Outcome::Sent { id }], now()).unwrap_err().to_string();
+            assert!(err.contains(&format!("deliveries row {id}")) && err.contains("items"), "{items}: {err}");
+            let status: String =
+                store.conn().query_row("SELECT status FROM deliveries WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+            assert_eq!(status, "sending", "{items}: the failed commit changed nothing");
+            assert!(store.seen("a@x.org").unwrap().is_empty(), "{items}");
+        }
+    }
+
+    #[test]
+    fn a_sent_digest_marks_each_of_its_papers_seen_once_even_when_some_were_seen_before() {
+        let store = Store::open_in_memory().unwrap();
+        let id = store.insert_deliveries(&[planned("a@x.org", "<1@x>")], now()).unwrap()[0].unwrap();
+        store.record_outcomes(&[Outcome::Sent { id }], now()).unwrap();
+        let mut later = NewDelivery { kind: Kind::Resend, ..planned("a@x.org", "<2@x>") };
+        later.items.push(Item { id: PaperId("2411.2".into()), score: 0.5, topic: None, matched: vec![] });
+        let id = store.insert_deliveries(&[later], now()).unwrap()[0].unwrap();
+        store.record_outcomes(&[Outcome::Sent { id }], now()).unwrap();
+        let seen = store.seen("a@x.org").unwrap();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(seen.contains(&PaperId("2411.1".into())) && seen.contains(&PaperId("2411.2".into())));
     }
 
     #[test]
