@@ -184,6 +184,8 @@ fn print_half(title: &str, rows: &[&Row]) {
             " tie (both perfect: cannot be beaten, counted as not ahead)"
         } else if (r.ours - r.theirs).abs() < 1e-9 {
             " tie (not ahead)"
+        } else if r.theirs >= 1.0 - 1e-9 {
+            " behind (baseline perfect: at best a tie)"
         } else {
             " behind"
         };
@@ -221,9 +223,13 @@ fn table(eval: &Eval) -> Vec<Row> {
     print_half("Held-out topics (never used for tuning)", &held);
     let ahead = rows.iter().filter(|r| r.ours > r.theirs).count();
     let perfect_ties = rows.iter().filter(|r| r.ours >= 1.0 - 1e-9 && r.theirs >= 1.0 - 1e-9).count();
+    // Where the baseline is already perfect, no ranker can be strictly ahead.
+    let reachable = rows.iter().filter(|r| r.theirs < 1.0 - 1e-9).count();
     println!(
-        "\nranker strictly ahead on {ahead} of {} topics ({perfect_ties} tied at a perfect 1.000, counted as not ahead)\n",
-        rows.len()
+        "\nranker strictly ahead on {ahead} of {} topics ({perfect_ties} tied at a perfect 1.000, counted as not ahead; \
+         the baseline is perfect on {}, so at most {reachable} can be)\n",
+        rows.len(),
+        rows.len() - reachable
     );
     rows
 }
@@ -248,7 +254,7 @@ fn ranker_beats_substring_matching_on_the_mean_ndcg_at_10_of_tuned_and_held_out_
 /// The issue's per-topic target. Ahead means strictly ahead: a tie counts against the
 /// ranker, even a tie at a perfect 1.000 that no ranker could beat (gaussian-splatting).
 #[test]
-#[ignore = "target not met: strictly ahead on 10 of 15 topics, 12 needed (docs/ranking.md, issue #16)"]
+#[ignore = "target not met: strictly ahead on 10 of 15 topics, 12 needed; the baseline is perfect on 2, so at most 13 can be (docs/ranking.md, issue #16)"]
 fn ranker_is_strictly_ahead_of_substring_matching_on_at_least_80_percent_of_topics() {
     let eval = load();
     let rows = table(&eval);
