@@ -11,8 +11,8 @@ Side by side, against one Postfix `smtp-sink` on 127.0.0.1, round after round:
                  size, to the same sink.
 
   client alone   benches/smtp_floor.rs (with --floor): one prebuilt message of the same size
-                 sent N times through paper-digest's SMTP pool, then through lettre's own
-                 pool: how fast the client can go with nothing rendered or recorded.
+                 sent N times through paper-digest's SMTP pool: how fast the client can go
+                 with nothing ranked, rendered or recorded.
 
 Then paper-digest alone with the file transport at each --scale size (peak RSS at 10k vs
 100k shows whether memory is flat in N).
@@ -253,7 +253,7 @@ class Bench:
                               "send_rate": rate, "e2e_rate": n / wall}
         # paper-digest's SMTP client alone: one prebuilt message, nothing rendered or recorded
         if self.floor:
-            for client in ("ours", "lettre"):
+            for client in ("ours",):
                 cfg = self.config(self.work / f"floor-{client}-{n}-c{c}-{i}", 1, "smtp", sink.port, c)
                 sink.start_sampling()
                 wall, rss, rc = timed([str(self.floor), str(cfg), str(n), str(size), client], cfg.parent,
@@ -356,7 +356,7 @@ def report(res):
             "| program | messages | wall s | end-to-end msg/s | send-phase msg/s | peak RSS MB |",
             "|---|---:|---:|---:|---:|---:|",
         ]
-        others = ("smtp-source", "client alone (ours)", "client alone (lettre)", "rss2email")
+        others = ("smtp-source", "client alone (ours)", "rss2email")
         progs = [p for p in rounds[0] if p not in others] + [p for p in others if p in rounds[0]]
         for p in progs:
             out.append(
@@ -370,10 +370,10 @@ def report(res):
             out.append(f"- paper-digest / {name} (send phase, side by side): {ratio:.2f}")
         out += ["", f"- paper-digest / smtp-source (send phase): **{pd_send / lim:.2f}** (target >= 0.80)"]
         out.append(f"- paper-digest / smtp-source (end to end): {pd_e2e / med(rounds, 'smtp-source', 'e2e_rate'):.2f}")
-        for client in ("ours", "lettre"):
-            name = f"client alone ({client})"
-            if name in progs:
-                out.append(f"- {name} / smtp-source (send phase): {med(rounds, name, 'send_rate') / lim:.2f}")
+        if "client alone (ours)" in progs:
+            floor = med(rounds, "client alone (ours)", "send_rate")
+            out.append(f"- paper-digest's SMTP client alone / smtp-source (send phase): {floor / lim:.2f}")
+            out.append(f"- paper-digest / its SMTP client alone (send phase): {pd_send / floor:.2f}")
         if "rss2email" in progs:
             peer_send, peer_e2e = med(rounds, "rss2email", "send_rate"), med(rounds, "rss2email", "e2e_rate")
             out.append(f"- paper-digest / rss2email (send phase): **{pd_send / peer_send:.1f}x** (target >= 10x)")
@@ -448,7 +448,7 @@ def main():
     p.add_argument(
         "--floor",
         help="the smtp_floor bench binary (benches/smtp_floor.rs; bench/load.sh builds it): "
-        "paper-digest's SMTP client alone, with its own pool and with lettre's, in every SMTP round",
+        "paper-digest's SMTP client alone, in every SMTP round",
     )
     p.add_argument("--no-smtp", action="store_true", help="only the file-transport rounds")
     p.add_argument(

@@ -21,8 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// second); it holds the sends back only when the disk stalls.
 const UNRECORDED: usize = 16;
 /// Rendered messages whose rows are marked 'sending' in one transaction, at most. A
-/// stopping run still sends the group it has marked, so this also bounds what goes out
-/// after a shutdown is asked for, besides the sends in flight.
+/// stopping run still sends the groups it has marked (the one going out and the next, marked
+/// meanwhile), so twice this also bounds what goes out after a shutdown is asked for,
+/// besides the sends in flight.
 const MARK_GROUP: usize = 16;
 /// Messages rendered one after another by one blocking task.
 const COMPOSE_GROUP: usize = 8;
