@@ -298,6 +298,9 @@ class Bench:
     def file_round(self, n, i):
         run_dir = self.work / f"file-{n}-{i}"
         cfg = self.config(run_dir, n, "file")
+        # Each round starts with the earlier rounds' files on disk, not still being written
+        # back: a round pays for its own writes only.
+        os.sync()
         r = self.paper_digest(run_dir, cfg)
         outbox = run_dir / "outbox"
         r["files"] = sum(1 for _ in os.scandir(outbox))

@@ -51,17 +51,24 @@ fn main() -> Result<()> {
             }
             "lettre" => {
                 let smtp = cfg.mail.smtp.as_ref().ok_or("the config has no [mail.smtp]")?;
-                let pool = lettre::transport::smtp::PoolConfig::new().max_size(u32::try_from(smtp.concurrency)?);
-                let transport = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(&smtp.host)
-                    .port(smtp.port)
-                    .pool_config(pool)
-                    .build();
-                send_all(messages, smtp.concurrency, |_| transport.send_raw(&wire.envelope, &wire.bytes)).await
+                let pool =
+                    lettre::transport::smtp::PoolConfig::new().max_size(u32::try_from(smtp.concurrency)?);
+                let transport =
+                    lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(&smtp.host)
+                        .port(smtp.port)
+                        .pool_config(pool)
+                        .build();
+                send_all(messages, smtp.concurrency, |_| transport.send_raw(&wire.envelope, &wire.bytes))
+                    .await
             }
             other => return Err(format!("unknown client {other:?}: ours or lettre").into()),
         };
         let seconds = started.elapsed().as_secs_f64();
-        println!("{client}: {sent} of {messages} messages of {} bytes in {seconds:.2} s = {:.0}/s", wire.bytes.len(), sent as f64 / seconds);
+        println!(
+            "{client}: {sent} of {messages} messages of {} bytes in {seconds:.2} s = {:.0}/s",
+            wire.bytes.len(),
+            sent as f64 / seconds
+        );
         Ok(())
     })
 }

@@ -177,7 +177,9 @@ pub(super) async fn deliver(
     let render = async move {
         let mut to_render = to_render;
         let groups = futures_util::stream::poll_fn(|cx| to_render.poll_recv(cx))
-            .flat_map(|(papers, jobs)| futures_util::stream::iter(jobs).map(move |job| (Arc::clone(&papers), job)))
+            .flat_map(|(papers, jobs)| {
+                futures_util::stream::iter(jobs).map(move |job| (Arc::clone(&papers), job))
+            })
             .take_while(|_| {
                 let go = !stopped();
                 async move { go }
@@ -262,7 +264,11 @@ pub(super) async fn deliver(
 
 /// Renders a group of jobs, one after another, on the blocking pool. A bug that panics in
 /// one reader's render fails that reader.
-async fn compose_group(composer: Arc<Composer>, group: Vec<(Arc<Papers>, Job)>, now: DateTime<Utc>) -> Vec<Ready> {
+async fn compose_group(
+    composer: Arc<Composer>,
+    group: Vec<(Arc<Papers>, Job)>,
+    now: DateTime<Utc>,
+) -> Vec<Ready> {
     let render = tokio::task::spawn_blocking(move || {
         group
             .into_iter()

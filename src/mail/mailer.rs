@@ -67,26 +67,37 @@ impl fmt::Debug for Mailer {
     }
 }
 
+/// Files the file transport writes at once.
+pub const FILE_CONCURRENCY: usize = 4;
+
 impl Mailer {
     /// Sets up the configured transport. Nothing is connected or written until the
     /// first [`send`](Self::send) or [`check`](Self::check).
     pub fn new(settings: &MailSettings) -> Result<Self> {
-        let single = |transport| Mailer {
+        let local = |transport, concurrency| Mailer {
             transport,
             retry: Retry { max_attempts: 1, base: Duration::ZERO, max: Duration::ZERO },
-            concurrency: 1,
+            concurrency,
             down: Mutex::new(None),
             unconfirmed: AtomicUsize::new(0),
         };
         Ok(match settings.transport {
-            TransportKind::File => single(Transport::File {
-                dir: settings.file_dir.clone(),
-                inner: AsyncFileTransport::new(&settings.file_dir),
-            }),
-            TransportKind::Sendmail => single(Transport::Sendmail {
-                command: settings.sendmail_command.clone(),
-                inner: AsyncSendmailTransport::new_with_command(&settings.sendmail_command),
-            }),
+            // Files are independent of each other: creating one is kernel work that overlaps
+            // with the next, so several are written at once.
+            TransportKind::File => local(
+                Transport::File {
+                    dir: settings.file_dir.clone(),
+                    inner: AsyncFileTransport::new(&settings.file_dir),
+                },
+                FILE_CONCURRENCY,
+            ),
+            TransportKind::Sendmail => local(
+                Transport::Sendmail {
+                    command: settings.sendmail_command.clone(),
+                    inner: AsyncSendmailTransport::new_with_command(&settings.sendmail_command),
+                },
+                1,
+            ),
             TransportKind::Smtp => {
                 let Some(s) = &settings.smtp else {
                     return Err(Error::Transport {
@@ -113,7 +124,7 @@ impl Mailer {
     }
 
     /// How many [`send`](Self::send)s are worth running at once (SMTP `concurrency`;
-    /// 1 for the file and sendmail transports).
+    /// [`FILE_CONCURRENCY`] for the file transport, 1 for sendmail).
     pub fn concurrency(&self) -> usize {
         self.concurrency
     }
@@ -145,11 +156,17 @@ impl Mailer {
         let (envelope, email) = (&wire.envelope, &wire.bytes);
         match &self.transport {
             Transport::File { dir, inner } => {
-                tokio::fs::create_dir_all(dir).await.map_err(|e| Error::Transport {
-                    transient: false,
-                    message: format!("cannot create the outbox folder {}: {e}", dir.display()),
-                })?;
-                inner.send_raw(envelope, email).await.map(drop).map_err(|e| Error::Transport {
+                // The outbox is made when the first write finds it missing (or if it is
+                // removed mid-run), not checked before every message.
+                let mut written = inner.send_raw(envelope, email).await;
+                if written.as_ref().err().and_then(|e| io_kind(e)) == Some(std::io::ErrorKind::NotFound) {
+                    tokio::fs::create_dir_all(dir).await.map_err(|e| Error::Transport {
+                        transient: false,
+                        message: format!("cannot create the outbox folder {}: {e}", dir.display()),
+                    })?;
+                    written = inner.send_raw(envelope, email).await;
+                }
+                written.map(drop).map_err(|e| Error::Transport {
                     // A full disk empties; a missing permission needs a fix.
                     transient: io_kind(&e).is_some_and(|k| {
                         matches!(k, std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)

@@ -341,8 +341,9 @@ impl Store {
                         let row = sent.query_row(params![id, now_s], |r| {
                             let items = r.get_ref(2)?.as_str()?;
                             // Only the papers' ids are needed here, borrowed from the row.
-                            let papers: Vec<ItemId<'_>> = serde_json::from_str(items)
-                                .map_err(|_| parse_items(*id, items).err().unwrap_or(rusqlite::Error::InvalidQuery))?;
+                            let papers: Vec<ItemId<'_>> = serde_json::from_str(items).map_err(|_| {
+                                parse_items(*id, items).err().unwrap_or(rusqlite::Error::InvalidQuery)
+                            })?;
                             let (subscriber, edition) = (r.get_ref(0)?.as_str()?, r.get_ref(1)?.as_str()?);
                             for paper in papers {
                                 seen.execute(params![subscriber, paper.id.as_ref(), edition, now_s])?;
@@ -602,11 +603,16 @@ mod tests {
             let store = Store::open_in_memory().unwrap();
             let id = store.insert_deliveries(&[planned("a@x.org", "<1@x>")], now()).unwrap()[0].unwrap();
             store.mark_sending(&[id], now()).unwrap();
-            store.conn().execute("UPDATE deliveries SET items = ?2 WHERE id = ?1", params![id, items]).unwrap();
+            store
+                .conn()
+                .execute("UPDATE deliveries SET items = ?2 WHERE id = ?1", params![id, items])
+                .unwrap();
             let err = store.record_outcomes(&[Outcome::Sent { id }], now()).unwrap_err().to_string();
             assert!(err.contains(&format!("deliveries row {id}")) && err.contains("items"), "{items}: {err}");
-            let status: String =
-                store.conn().query_row("SELECT status FROM deliveries WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+            let status: String = store
+                .conn()
+                .query_row("SELECT status FROM deliveries WHERE id = ?1", [id], |r| r.get(0))
+                .unwrap();
             assert_eq!(status, "sending", "{items}: the failed commit changed nothing");
             assert!(store.seen("a@x.org").unwrap().is_empty(), "{items}");
         }

@@ -130,13 +130,14 @@ dir = "outbox"
                 continue;
             }
             let bytes = std::fs::read(&path).expect("read .eml");
-            let message = mail_parser::MessageParser::default().parse(&bytes).expect("parse .eml");
-            let to = message
-                .to()
-                .and_then(|a| a.first())
-                .and_then(|a| a.address())
-                .expect("a To: address")
-                .to_lowercase();
+            // While a run is going, a file may still be being written (the file transport
+            // writes several at once): not counted yet. Once the run is over, a file that
+            // does not parse counts as its subscriber's missing digest.
+            let Some(to) = mail_parser::MessageParser::default().parse(&bytes).and_then(|m| {
+                m.to().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_lowercase)
+            }) else {
+                continue;
+            };
             *counts.entry(to).or_default() += 1;
         }
         counts
