@@ -618,6 +618,44 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever a row's items hold, marking it sent never panics: either every paper
+        /// it lists is seen afterwards, or the commit fails naming the row and changes
+        /// nothing.
+        #[test]
+        fn any_items_text_is_marked_seen_or_refused_naming_the_row(
+            items in proptest::prop_oneof![
+                proptest::strategy::Strategy::prop_map(proptest::collection::vec("[a-z0-9.:\\\\\"\u{e9}]{0,12}", 0..5), |ids| {
+                    serde_json::to_string(&ids.iter().map(|id| serde_json::json!({"id": id, "score": 1.0, "topic": null, "matched": []})).collect::<Vec<_>>()).unwrap()
+                }),
+                proptest::strategy::Strategy::prop_map(".{0,40}", String::from),
+            ]
+        ) {
+            let store = Store::open_in_memory().unwrap();
+            let id = store.insert_deliveries(&[planned("a@x.org", "<1@x>")], now()).unwrap()[0].unwrap();
+            store.mark_sending(&[id], now()).unwrap();
+            store.conn().execute("UPDATE deliveries SET items = ?2 WHERE id = ?1", params![id, items]).unwrap();
+            let status = || -> String {
+                store.conn().query_row("SELECT status FROM deliveries WHERE id = ?1", [id], |r| r.get(0)).unwrap()
+            };
+            match store.record_outcomes(&[Outcome::Sent { id }], now()) {
+                Ok(()) => {
+                    let listed: Vec<ItemId<'_>> = serde_json::from_str(&items).unwrap();
+                    let seen = store.seen("a@x.org").unwrap();
+                    proptest::prop_assert_eq!(status(), "sent");
+                    for item in listed {
+                        proptest::prop_assert!(seen.contains(&PaperId(item.id.to_string())), "{} not seen", item.id);
+                    }
+                }
+                Err(e) => {
+                    proptest::prop_assert!(e.to_string().contains(&format!("deliveries row {id}")), "{}", e);
+                    proptest::prop_assert_eq!(status(), "sending");
+                    proptest::prop_assert!(store.seen("a@x.org").unwrap().is_empty());
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_sent_digest_marks_each_of_its_papers_seen_once_even_when_some_were_seen_before() {
         let store = Store::open_in_memory().unwrap();
