@@ -341,9 +341,8 @@ impl Store {
                         let row = sent.query_row(params![id, now_s], |r| {
                             let items = r.get_ref(2)?.as_str()?;
                             // Only the papers' ids are needed here, borrowed from the row.
-                            let papers: Vec<ItemId<'_>> = serde_json::from_str(items).map_err(|_| {
-                                parse_items(*id, items).err().unwrap_or(rusqlite::Error::InvalidQuery)
-                            })?;
+                            let papers: Vec<ItemId<'_>> =
+                                serde_json::from_str(items).map_err(|e| unreadable(*id, 6, "items", &e))?;
                             let (subscriber, edition) = (r.get_ref(0)?.as_str()?, r.get_ref(1)?.as_str()?);
                             for paper in papers {
                                 seen.execute(params![subscriber, paper.id.as_ref(), edition, now_s])?;
