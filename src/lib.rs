@@ -26,6 +26,7 @@ pub mod error;
 pub mod lock;
 pub mod logging;
 pub mod mail;
+pub mod meaning;
 pub mod model;
 pub mod rank;
 pub mod render;

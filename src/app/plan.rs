@@ -6,9 +6,10 @@
 use super::RunSummary;
 use crate::cadence;
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::logging::mask_email;
 use crate::mail;
+use crate::meaning::{Model, ModelError};
 use crate::model::{Frequency, Paper, PaperId, Ranked, Subscriber};
 use crate::rank::{Feedback, Index};
 use crate::store::{Delivery, Item, Kind, NewDelivery, Store};
@@ -151,6 +152,18 @@ pub(super) fn papers_for<'i>(
     Ok(Arc::new(papers))
 }
 
+/// A model that cannot be read or used fails the run before anything is recorded, as
+/// the configuration's fault: the key names it and the message says what is wrong.
+fn model_error(cfg: &Config, e: &ModelError) -> Error {
+    Error::Config {
+        path: cfg.path.clone(),
+        line: None,
+        column: None,
+        key: Some("digest.embedding_model".into()),
+        message: e.to_string(),
+    }
+}
+
 /// The ranking indexes over the candidate windows, and every reader's votes.
 pub(super) struct Indexes<'a> {
     daily: Index<'a>,
@@ -172,11 +185,28 @@ impl<'a> Indexes<'a> {
             .into_iter()
             .map(|(key, liked, disliked)| (key, Feedback { liked, disliked }))
             .collect();
-        Ok(Indexes {
-            daily: Index::new(&c.daily, &cfg.topics, liked, now, cfg.digest.recency_weight),
-            weekly: Index::new(&c.weekly, &cfg.topics, liked, now, cfg.digest.recency_weight),
-            votes,
-        })
+        let model = match &cfg.digest.embedding_model {
+            Some(dir) => Some(Model::load(dir).map_err(|e| model_error(cfg, &e))?),
+            None => None,
+        };
+        let index = |papers: &'a [Paper]| -> Result<Index<'a>> {
+            let meanings = match &model {
+                Some(model) if !papers.is_empty() => {
+                    let started = std::time::Instant::now();
+                    let meanings = model.embed(papers).map_err(|e| model_error(cfg, &e))?;
+                    tracing::debug!(
+                        model = %model.path().display(),
+                        papers = papers.len(),
+                        ms = started.elapsed().as_millis() as u64,
+                        "embedded the candidates"
+                    );
+                    Some(meanings)
+                }
+                _ => None,
+            };
+            Ok(Index::with_meanings(papers, &cfg.topics, liked, now, cfg.digest.recency_weight, meanings))
+        };
+        Ok(Indexes { daily: index(&c.daily)?, weekly: index(&c.weekly)?, votes })
     }
 
     fn for_subscriber(&self, sub: &Subscriber) -> &Index<'a> {

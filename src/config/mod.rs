@@ -100,6 +100,9 @@ pub struct DigestSettings {
     pub recency_weight: f64,
     /// The single-instance lock file; defaults to the database path plus `.lock`.
     pub lock_file: PathBuf,
+    /// A model2vec model folder (absolute): with it, closeness in meaning counts as topic
+    /// evidence. Only builds with the `embeddings` feature accept it.
+    pub embedding_model: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -65,6 +65,7 @@ pub(super) struct RawDigest {
     pub(super) trending_weight: f64,
     pub(super) recency_weight: f64,
     pub(super) lock_file: Option<PathBuf>,
+    pub(super) embedding_model: Option<PathBuf>,
 }
 
 impl Default for RawDigest {
@@ -81,6 +82,7 @@ impl Default for RawDigest {
             trending_weight: 1.0,
             recency_weight: 0.5,
             lock_file: None,
+            embedding_model: None,
         }
     }
 }

@@ -144,6 +144,26 @@ impl Validator<'_> {
                 ),
             ));
         }
+        let embedding_model = d.embedding_model.as_deref().map(|p| self.resolve(p));
+        if let Some(dir) = &embedding_model {
+            if !crate::meaning::AVAILABLE {
+                return Err(self.err(
+                    "digest.embedding_model",
+                    "this paper-digest was built without the `embeddings` feature, so it cannot read a model; \
+                     rebuild it with `cargo build --release --features embeddings`, or remove the key",
+                ));
+            }
+            if !dir.is_dir() {
+                return Err(self.err(
+                    "digest.embedding_model",
+                    format!(
+                        "{} is not a folder; expected a model2vec model folder (config.json, tokenizer.json, \
+                         model.safetensors) on this machine, relative to the config file. Nothing is downloaded",
+                        dir.display()
+                    ),
+                ));
+            }
+        }
         let digest = DigestSettings {
             max_papers: d.max_papers,
             lookback_days: d.lookback_days,
@@ -156,6 +176,7 @@ impl Validator<'_> {
             trending_weight: d.trending_weight,
             recency_weight: d.recency_weight,
             lock_file,
+            embedding_model,
         };
 
         let mut sources = Sources::default();

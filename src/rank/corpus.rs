@@ -116,6 +116,8 @@ pub(crate) struct Corpus {
     by_term: OnceLock<Vec<Vec<(u32, f32)>>>,
     /// Per candidate: (term, title-weighted count), sorted by term; built on first use.
     counts: OnceLock<Vec<Vec<(u32, f32)>>>,
+    /// The candidates in a static embedding's space, when the run has a model.
+    pub(crate) meanings: Option<super::Meanings>,
 }
 
 impl Corpus {
@@ -221,6 +223,7 @@ impl Corpus {
             vectors: OnceLock::new(),
             by_term: OnceLock::new(),
             counts: OnceLock::new(),
+            meanings: None,
         }
     }
 

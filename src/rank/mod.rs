@@ -24,10 +24,12 @@
 mod analyze;
 mod corpus;
 mod explain;
+mod meaning;
 mod topic;
 pub mod tuning;
 
 pub use explain::{Explanation, Score, TopicOutcome, TopicVerdict, Verdict};
+pub use meaning::{Meanings, MeaningsError};
 
 use crate::model::{Paper, PaperId, Ranked};
 use crate::model::{Subscriber, Topic};
@@ -113,7 +115,23 @@ impl<'a> Index<'a> {
         now: DateTime<Utc>,
         recency_weight: f64,
     ) -> Self {
+        Self::with_meanings(candidates, topics, liked, now, recency_weight, None)
+    }
+
+    /// [`Index::new`] with the candidates' vectors in a static embedding's space (one per
+    /// candidate, in order): each topic then also admits papers as close in meaning to
+    /// its best papers of the day as the median of them is (docs/ranking.md). Vectors
+    /// that do not match the candidates in number are ignored.
+    pub fn with_meanings(
+        candidates: &'a [Paper],
+        topics: &BTreeMap<String, Topic>,
+        liked: &[Paper],
+        now: DateTime<Utc>,
+        recency_weight: f64,
+        meanings: Option<Meanings>,
+    ) -> Self {
         let mut corpus = Corpus::new(candidates);
+        corpus.meanings = meanings.filter(|m| m.len() == candidates.len() && m.dim() > 0);
         let mut compiled = Vec::with_capacity(topics.len());
         let mut topic_ids = HashMap::with_capacity(topics.len());
         for (name, topic) in topics {
@@ -1348,5 +1366,84 @@ mod tests {
         assert_eq!(json["verdict"]["status"], "ranked");
         assert_eq!(json["verdict"]["matched"][0]["field"], "title");
         assert_eq!(json["topics"][0]["outcome"]["outcome"], "matched");
+    }
+
+    /// Four video papers, one on tracking across frames that never says "video", one on
+    /// proteins, and one about video that the topic excludes; with vectors that put the
+    /// tracking paper beside the video papers and the protein paper elsewhere.
+    fn meaning_day() -> (Vec<Paper>, Vec<Vec<f32>>) {
+        let papers = vec![
+            paper("1", "Video generation with diffusion", "We generate video clips."),
+            paper("2", "Long video understanding", "A video benchmark."),
+            paper("3", "Video super-resolution", "Restoring video frames."),
+            paper("4", "Egocentric video", "First-person video data."),
+            paper("5", "Tracking anything in real time", "Objects are followed across image frames."),
+            paper("6", "Protein folding at scale", "We fold proteins."),
+            paper("7", "Surgical video analysis", "Video of surgery."),
+        ];
+        let v = |x: f32, y: f32, z: f32| vec![x, y, z];
+        let vectors = vec![
+            v(1.0, 0.1, 0.0),
+            v(1.0, 0.0, 0.2),
+            v(1.0, 0.2, 0.1),
+            v(1.0, 0.0, 0.3),
+            v(1.0, 0.1, 0.1),
+            v(0.0, 1.0, 0.0),
+            v(1.0, 0.1, 0.0),
+        ];
+        (papers, vectors)
+    }
+
+    #[test]
+    fn a_paper_close_in_meaning_to_the_topics_best_papers_enters_with_no_keyword_and_explain_says_why() {
+        let (papers, vectors) = meaning_day();
+        let topics = topics(vec![("t", Topic { exclude: vec!["surgery".into()], ..topic(&["video"]) })]);
+        let sub = subscriber(&["t"]);
+        let none = HashSet::new();
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        let without = sorted(ids(&index(&papers, &topics).rank(&sub, &none)));
+        assert_eq!(without, ["1", "2", "3", "4"], "with no model, only keywords count");
+
+        let meanings = Meanings::new(vectors, papers.len()).unwrap();
+        let with = Index::with_meanings(&papers, &topics, &[], now(), 0.0, Some(meanings));
+        let ranked = with.rank(&sub, &none);
+        // The tracking paper enters, under every paper that names the topic; the protein
+        // paper stays out; the excluded one stays out however close in meaning.
+        assert_eq!(sorted(ids(&ranked[..4])), without);
+        let tracking = &ranked[4];
+        assert_eq!(tracking.paper.id.0, "5");
+        assert_eq!(tracking.matched.len(), 1, "{:?}", tracking.matched);
+        assert!(
+            tracking.matched[0].term.starts_with("similar in meaning to the topic's best papers (cosine "),
+            "{:?}",
+            tracking.matched[0]
+        );
+        let e = with.explain(&sub, &PaperId("5".into()), &none);
+        assert!(e.to_string().contains("similar in meaning"), "{e}");
+        let TopicOutcome::Matched { score, floor } = e.topics[0].outcome else { panic!("{e}") };
+        assert!(score >= floor && score <= tuning::MEANING_WEIGHT * floor + 1e-9, "{e}");
+        assert!(matches!(
+            with.explain(&sub, &PaperId("6".into()), &none).topics[0].outcome,
+            TopicOutcome::NoMatch
+        ));
+        assert!(matches!(
+            with.explain(&sub, &PaperId("7".into()), &none).topics[0].outcome,
+            TopicOutcome::Excluded { .. }
+        ));
+    }
+
+    #[test]
+    fn vectors_that_do_not_match_the_candidates_are_ignored() {
+        let (papers, mut vectors) = meaning_day();
+        vectors.pop();
+        let topics = topics(vec![("t", topic(&["video"]))]);
+        let meanings = Meanings::new(vectors, papers.len() - 1).unwrap();
+        let with = Index::with_meanings(&papers, &topics, &[], now(), 0.0, Some(meanings));
+        let mut shown = ids(&with.rank(&subscriber(&["t"]), &HashSet::new()));
+        shown.sort();
+        assert_eq!(shown, ["1", "2", "3", "4", "7"]);
     }
 }

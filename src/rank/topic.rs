@@ -10,6 +10,7 @@
 use super::analyze::Name;
 use super::corpus::{ABSTRACT, Corpus, DocTf, TITLE, sparse_dot};
 use super::explain::TopicOutcome;
+use super::meaning::MeaningCore;
 use super::tuning;
 use crate::model::Topic;
 use crate::model::{Field, Match, Paper, PaperId};
@@ -117,6 +118,9 @@ enum Kind {
     List,
     /// Nearness to the topic's core (the centroid of its best papers).
     Core,
+    /// Closeness in meaning to the topic's best papers, in a static embedding's space:
+    /// evidence of its own, for papers that word the subject differently.
+    Meaning,
 }
 
 /// One match before it is turned into a [`Match`] for output: `term` indexes
@@ -171,6 +175,9 @@ pub(crate) struct CompiledTopic {
     /// The topic's core: the score-weighted sum of its feedback papers' TF-IDF vectors,
     /// sorted by term, with its squared norm, and each feedback paper's weight in it.
     core: Core,
+    /// The same papers in embedding space, when the run has a model; with the day's
+    /// floor it was learned at and the index of its label in `terms`.
+    meaning: Option<(MeaningCore, f64, u32)>,
     exclude: Vec<(String, Option<usize>)>,
     require: Vec<(String, Option<usize>)>,
     /// One list per author, category and liked paper.
@@ -243,6 +250,7 @@ impl CompiledTopic {
             related: Vec::new(),
             related_from: u32::MAX,
             core: Core::default(),
+            meaning: None,
             exclude,
             require,
             lists,
@@ -274,8 +282,12 @@ impl CompiledTopic {
         let first = compiled.scores(corpus);
         compiled.floor = floor_of(&first);
         compiled.learn_related(corpus, &first);
+        // The floor is set by the text's evidence: closeness in meaning adds papers and
+        // orders them, but never raises the bar a keyword match must clear.
+        let meaning = compiled.meaning.take();
         let second = compiled.scores(corpus);
         compiled.floor = floor_of(&second);
+        compiled.meaning = meaning;
         compiled.select(corpus);
         compiled
     }
@@ -333,6 +345,10 @@ impl CompiledTopic {
         self.core = Core::new(corpus, &top);
         if top.len() < tuning::FEEDBACK_MIN_DOCS {
             return;
+        }
+        if let Some(meaning) = corpus.meanings.as_ref().and_then(|m| MeaningCore::new(m, &top)) {
+            self.meaning = Some((meaning, self.floor, self.terms.len() as u32));
+            self.terms.push("similar in meaning to the topic's best papers".to_string());
         }
         self.core.scale = self.floor;
         self.core.term = self.terms.len() as u32;
@@ -432,6 +448,9 @@ impl CompiledTopic {
                         names.push_str(if names.is_empty() { "related: " } else { ", " });
                         names.push_str(&self.terms[c.term as usize]);
                         *sum += c.value;
+                    } else if let (Kind::Meaning, Some(label)) = (c.kind, self.meaning_label(corpus, doc)) {
+                        self.matches.push((self.terms.len() as u32, c.field, c.value, false));
+                        self.terms.push(label);
                     } else {
                         self.matches.push((c.term, c.field, c.value, c.alone));
                     }
@@ -535,6 +554,7 @@ impl CompiledTopic {
                 });
             }
         }
+        self.meaning_contributions(corpus, only, &mut out);
         if only.is_none() {
             group_by_doc(&mut out, corpus.docs.len());
         }
@@ -566,6 +586,30 @@ impl CompiledTopic {
         with_core
     }
 
+    /// Closeness in meaning, for every candidate (or `only`) close enough to count: see
+    /// [`MeaningCore::value`].
+    fn meaning_contributions(&self, corpus: &Corpus, only: Option<u32>, out: &mut Vec<Contribution>) {
+        if let (Some((core, scale, term)), Some(meanings)) = (&self.meaning, &corpus.meanings) {
+            let docs = match only {
+                Some(doc) => doc..doc + 1,
+                None => 0..corpus.docs.len() as u32,
+            };
+            for doc in docs {
+                let value = core.value(meanings, doc) * scale * self.weight;
+                if value > 0.0 {
+                    out.push(Contribution {
+                        doc,
+                        term: *term,
+                        field: Field::Abstract,
+                        value,
+                        kind: Kind::Meaning,
+                        alone: false,
+                    });
+                }
+            }
+        }
+    }
+
     /// An ambiguous keyword counts fully only beside other evidence of the topic: another
     /// keyword sharing no word with it, a related term, or an author, category or liked
     /// paper. Alone it counts [`tuning::ALONE_WEIGHT`].
@@ -579,7 +623,7 @@ impl CompiledTopic {
         let near_core = std::cell::OnceCell::new();
         let supported = |k: u32| {
             group.iter().any(|c| match c.kind {
-                Kind::Related | Kind::List => true,
+                Kind::Related | Kind::List | Kind::Meaning => true,
                 Kind::Core => false,
                 Kind::Keyword(j) => j != k && !shares_word(keyword_terms(j), keyword_terms(k)),
             }) || *near_core.get_or_init(|| doc.is_some_and(|d| self.core.holds(corpus, d)))
@@ -623,7 +667,7 @@ impl CompiledTopic {
             });
         }
         // Related terms are learned, not chosen: alone, one of them proves nothing.
-        if !contributions.iter().any(|c| matches!(c.kind, Kind::Keyword(_) | Kind::List)) {
+        if !contributions.iter().any(|c| matches!(c.kind, Kind::Keyword(_) | Kind::List | Kind::Meaning)) {
             let mut related: Vec<u32> =
                 contributions.iter().filter(|c| c.kind == Kind::Related).map(|c| c.term).collect();
             related.dedup();
@@ -650,6 +694,19 @@ impl CompiledTopic {
             Some(min_score) if score < min_score => TopicOutcome::BelowTopicMinScore { score, min_score },
             _ => TopicOutcome::Matched { score, floor: self.floor },
         }
+    }
+
+    /// What lifted `doc` in meaning, with the numbers: "similar in meaning to the topic's
+    /// best papers (cosine 0.71; the median of them 0.66)".
+    fn meaning_label(&self, corpus: &Corpus, doc: u32) -> Option<String> {
+        let (core, _, term) = self.meaning.as_ref()?;
+        let meanings = corpus.meanings.as_ref()?;
+        Some(format!(
+            "{} (cosine {:.2}; the median of them {:.2})",
+            self.terms[*term as usize],
+            core.similarity(meanings, doc),
+            core.typical
+        ))
     }
 
     /// The related terms learned for the topic today, strongest first, with weights.

@@ -103,6 +103,13 @@ pub const RELATED_FDR: f64 = 0.05;
 /// read like the topic, never enough to stand in for a keyword.
 pub const CORE_WEIGHT: f64 = 1.0;
 
+/// What closeness in meaning (a static embedding, when configured) adds at most, in units
+/// of the day's floor: a paper as close to the centroid of the topic's best papers as the
+/// median of them gains one floor, enough to enter with no keyword; one as close as the
+/// nearest of them gains this many. Two floors are two fifths of a solid keyword match,
+/// so a paper found by meaning alone ranks under the papers that name the topic.
+pub const MEANING_WEIGHT: f64 = 2.0;
+
 /// What the strongest related term counts against a keyword of the same rarity; weaker
 /// ones count in proportion to their feedback weight.
 pub const RELATED_WEIGHT: f64 = 0.3;

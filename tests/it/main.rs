@@ -14,6 +14,7 @@ mod cli;
 mod daemon;
 mod e2e;
 mod mail;
+mod meaning;
 mod ranking_eval;
 mod real_feeds;
 mod render;
