@@ -29,6 +29,12 @@ pub enum MeaningsError {
     Count { expected: usize, found: usize },
 }
 
+/// `v` scaled to unit length (all zeros stay zeros), as `f32`.
+fn unit(v: impl Iterator<Item = f64> + Clone) -> Vec<f32> {
+    let norm = v.clone().map(|x| x * x).sum::<f64>().sqrt();
+    v.map(|x| if norm > 0.0 { (x / norm) as f32 } else { 0.0 }).collect()
+}
+
 impl Meanings {
     /// Checks and normalizes one vector per candidate (`expected` of them).
     pub fn new(vectors: Vec<Vec<f32>>, expected: usize) -> Result<Self, MeaningsError> {
@@ -44,11 +50,24 @@ impl Meanings {
             if v.iter().any(|x| !x.is_finite()) {
                 return Err(MeaningsError::NotFinite { paper });
             }
-            let norm = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
-            if norm > 0.0 {
-                rows.extend(v.iter().map(|x| (f64::from(*x) / norm) as f32));
-            } else {
-                rows.extend(v);
+            rows.extend(unit(v.iter().map(|x| f64::from(*x))));
+        }
+        // Centre on the day's mean: every abstract of a field shares one direction (mean-
+        // pooled static embeddings are anisotropic), which would make any two papers of
+        // the field look alike; what is left is what sets a paper apart from the day.
+        let n = rows.len().checked_div(dim).unwrap_or(0);
+        let mut mean = vec![0.0f64; dim];
+        for row in rows.chunks(dim.max(1)) {
+            for (m, x) in mean.iter_mut().zip(row) {
+                *m += f64::from(*x) / n as f64;
+            }
+        }
+        if n > 1 {
+            for row in rows.chunks_mut(dim.max(1)) {
+                if row.iter().any(|x| *x != 0.0) {
+                    let centred = unit(row.iter().zip(&mean).map(|(x, m)| f64::from(*x) - m));
+                    row.copy_from_slice(&centred);
+                }
             }
         }
         Ok(Meanings { dim, rows })

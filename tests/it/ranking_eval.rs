@@ -200,7 +200,11 @@ fn print_half(title: &str, rows: &[&Row]) {
 
 /// Every topic's row, after printing both tables.
 fn table(eval: &Eval) -> Vec<Row> {
-    let index = Index::new(&eval.papers, &eval.topics, &[], now(), eval.recency_weight);
+    table_with(eval, &Index::new(&eval.papers, &eval.topics, &[], now(), eval.recency_weight))
+}
+
+/// [`table`] for a given index (with an embedding model, say).
+fn table_with(eval: &Eval, index: &Index<'_>) -> Vec<Row> {
     let none = HashSet::new();
     println!("\nnDCG@{K} over {} papers, grades in tests/fixtures/eval/grades.tsv", eval.papers.len());
     let rows: Vec<Row> = eval
@@ -265,7 +269,7 @@ fn ranker_is_strictly_ahead_of_substring_matching_on_at_least_80_percent_of_topi
 #[test]
 fn no_paper_a_topic_excludes_is_ever_ranked() {
     let eval = load();
-    let index = Index::new(&eval.papers, &eval.topics, &[], now(), eval.recency_weight);
+    let index = eval_index(&eval);
     let none = HashSet::new();
     let mut checked = 0;
     for (name, j) in &eval.judgements {
@@ -288,7 +292,7 @@ fn no_topic_digest_holds_a_paper_without_topic_evidence_however_popular() {
     // Trending weighted far above any topic score: if anything but topic evidence could
     // let a paper in, it would show here. Trending may only reorder the same papers.
     let eval = load();
-    let index = Index::new(&eval.papers, &eval.topics, &[], now(), eval.recency_weight);
+    let index = eval_index(&eval);
     let none = HashSet::new();
     for name in eval.topics.keys() {
         let everything = eval.papers.len();
@@ -314,12 +318,33 @@ fn no_topic_digest_holds_a_paper_without_topic_evidence_however_popular() {
 fn every_topic_of_the_labelled_set_ranks_something_relevant_first() {
     // A floor, not a target: guards against a ranker that scores everything alike.
     let eval = load();
-    let index = Index::new(&eval.papers, &eval.topics, &[], now(), eval.recency_weight);
+    let index = eval_index(&eval);
     for name in eval.topics.keys() {
         let ranked = index.rank(&reader_of(&eval, name, 3), &HashSet::new());
         let grades = &eval.judgements[name].grade;
         assert!(ranked.iter().any(|r| grades[&r.paper.id.0] > 0), "{name}: nothing relevant in the top 3");
     }
+}
+
+/// The index the invariants and the tuning printouts read: with the model of
+/// `PAPER_DIGEST_EVAL_MODEL` in a build with the `embeddings` feature (so that CI checks
+/// them with a model too), else without.
+fn eval_index(eval: &Eval) -> Index<'_> {
+    #[cfg(feature = "embeddings")]
+    if let Some(dir) = std::env::var_os("PAPER_DIGEST_EVAL_MODEL") {
+        let model =
+            paper_digest::meaning::Model::load(std::path::Path::new(&dir)).unwrap_or_else(|e| panic!("{e}"));
+        let meanings = model.embed(&eval.papers).unwrap_or_else(|e| panic!("{e}"));
+        return Index::with_meanings(
+            &eval.papers,
+            &eval.topics,
+            &[],
+            now(),
+            eval.recency_weight,
+            Some(meanings),
+        );
+    }
+    Index::new(&eval.papers, &eval.topics, &[], now(), eval.recency_weight)
 }
 
 /// For tuning: each topic's top 10 from both rankers, with grades and the ranker's
@@ -328,7 +353,7 @@ fn every_topic_of_the_labelled_set_ranks_something_relevant_first() {
 #[ignore = "prints the lists behind the table; run when tuning"]
 fn print_each_topics_top_10_with_grades_and_reasons() {
     let eval = load();
-    let index = Index::new(&eval.papers, &eval.topics, &[], now(), eval.recency_weight);
+    let index = eval_index(&eval);
     for (name, topic) in &eval.topics {
         let grades = &eval.judgements[name].grade;
         let half = if eval.held_out.contains(name) { "held out" } else { "tuned" };
@@ -406,4 +431,35 @@ fn print_the_explanations_in_the_docs() {
     for paper in ["2411.16587", "2411.16557", "2411.16632"] {
         println!("{}", index.explain_with_feedback(&sub, &PaperId(paper.into()), &none, &votes));
     }
+}
+
+/// The same evaluation with a real static embedding model, when one is on this machine:
+/// `PAPER_DIGEST_EVAL_MODEL` names a model2vec folder (`.ci/eval-model` assembles one from
+/// the vectors the `wordllama` package ships on PyPI). Prints both tables and what the
+/// model changes; asserts the same per-half targets as without it.
+#[cfg(feature = "embeddings")]
+#[test]
+fn with_an_embedding_model_the_ranker_still_meets_the_targets_of_each_half() {
+    let Some(dir) = std::env::var_os("PAPER_DIGEST_EVAL_MODEL") else {
+        assert!(
+            std::env::var_os("PAPER_DIGEST_REQUIRE_TOOLS").is_none(),
+            "PAPER_DIGEST_EVAL_MODEL is not set (run .ci/eval-model)"
+        );
+        println!("skipped: PAPER_DIGEST_EVAL_MODEL names no model folder");
+        return;
+    };
+    let eval = load();
+    let model =
+        paper_digest::meaning::Model::load(std::path::Path::new(&dir)).unwrap_or_else(|e| panic!("{e}"));
+    let meanings = model.embed(&eval.papers).unwrap_or_else(|e| panic!("{e}"));
+    let index =
+        Index::with_meanings(&eval.papers, &eval.topics, &[], now(), eval.recency_weight, Some(meanings));
+    println!("\nwith the embedding model in {}", std::path::Path::new(&dir).display());
+    let rows = table_with(&eval, &index);
+    let (tuned, held): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| !eval.held_out.contains(&r.name));
+    let (tuned_ours, tuned_theirs) = (mean(&tuned, |r| r.ours), mean(&tuned, |r| r.theirs));
+    let (held_ours, held_theirs) = (mean(&held, |r| r.ours), mean(&held, |r| r.theirs));
+    assert!(tuned_ours >= TARGET, "tuned half: mean nDCG@{K} {tuned_ours:.3} < {TARGET}");
+    assert!(held_ours >= TARGET, "held-out half: mean nDCG@{K} {held_ours:.3} < {TARGET}");
+    assert!(tuned_ours > tuned_theirs && held_ours > held_theirs);
 }
