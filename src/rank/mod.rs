@@ -1417,7 +1417,7 @@ mod tests {
         assert_eq!(tracking.paper.id.0, "5");
         assert_eq!(tracking.matched.len(), 1, "{:?}", tracking.matched);
         assert!(
-            tracking.matched[0].term.starts_with("similar in meaning to the topic's best papers (cosine "),
+            tracking.matched[0].term.starts_with("similar in meaning (cosine "),
             "{:?}",
             tracking.matched[0]
         );

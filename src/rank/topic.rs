@@ -696,14 +696,14 @@ impl CompiledTopic {
         }
     }
 
-    /// What lifted `doc` in meaning, with the numbers: "similar in meaning to the topic's
-    /// best papers (cosine 0.71; the median of them 0.66)".
+    /// What lifted `doc` in meaning, with the numbers, short enough for a digest's chip:
+    /// "similar in meaning (cosine 0.31; the topic's median 0.23)": the paper's closeness
+    /// to the centroid of the topic's best papers, and the median best paper's.
     fn meaning_label(&self, corpus: &Corpus, doc: u32) -> Option<String> {
-        let (core, _, term) = self.meaning.as_ref()?;
+        let (core, _, _) = self.meaning.as_ref()?;
         let meanings = corpus.meanings.as_ref()?;
         Some(format!(
-            "{} (cosine {:.2}; the median of them {:.2})",
-            self.terms[*term as usize],
+            "similar in meaning (cosine {:.2}; the topic's median {:.2})",
             core.similarity(meanings, doc),
             core.typical
         ))

@@ -456,6 +456,11 @@ fn with_an_embedding_model_the_ranker_still_meets_the_targets_of_each_half() {
         Index::with_meanings(&eval.papers, &eval.topics, &[], now(), eval.recency_weight, Some(meanings));
     println!("\nwith the embedding model in {}", std::path::Path::new(&dir).display());
     let rows = table_with(&eval, &index);
+    // The example of docs/ranking.md: a paper whose one "video" is a link to a demo.
+    println!(
+        "{}",
+        index.explain(&reader_of(&eval, "video", K), &PaperId("2411.16532".into()), &HashSet::new())
+    );
     let (tuned, held): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| !eval.held_out.contains(&r.name));
     let (tuned_ours, tuned_theirs) = (mean(&tuned, |r| r.ours), mean(&tuned, |r| r.theirs));
     let (held_ours, held_theirs) = (mean(&held, |r| r.ours), mean(&held, |r| r.theirs));
