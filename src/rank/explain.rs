@@ -61,6 +61,24 @@ pub struct TopicVerdict {
     pub outcome: TopicOutcome,
 }
 
+/// A paper's closeness in meaning to a topic's best papers (cosine to their centroid, in
+/// an embedding model's space), beside the bar it must reach: the median best paper's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Closeness {
+    pub cosine: f64,
+    pub median: f64,
+}
+
+impl fmt::Display for Closeness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "not close enough in meaning: cosine {:.2} under the topic's median {:.2}",
+            self.cosine, self.median
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum TopicOutcome {
@@ -68,13 +86,25 @@ pub enum TopicOutcome {
     Matched { score: f64, floor: f64 },
     /// Some topic evidence, but less than the topic's floor for the day: a fraction of
     /// what its best matches score (docs/ranking.md, "Relevance first").
-    BelowFloor { score: f64, floor: f64, matched: Vec<Match> },
+    BelowFloor {
+        score: f64,
+        floor: f64,
+        matched: Vec<Match>,
+        /// With an embedding model: how close in meaning the paper is, when that was too
+        /// little to count.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        meaning: Option<Closeness>,
+    },
     /// An `exclude` term occurs in the title or abstract.
     Excluded { term: String },
     /// The topic has `require` terms and none occurs.
     MissingRequired { require: Vec<String> },
-    /// No keyword, author, category or liked paper matched.
-    NoMatch,
+    /// No keyword, author, category or liked paper matched, and (with an embedding
+    /// model) the paper is not as close in meaning as the topic's median best paper.
+    NoMatch {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        meaning: Option<Closeness>,
+    },
     /// Matched, but under the topic's own `min_score`.
     BelowTopicMinScore { score: f64, min_score: f64 },
     /// The subscriber names a topic the config does not define.
@@ -154,7 +184,7 @@ impl fmt::Display for OutcomeLine<'_> {
             TopicOutcome::Matched { score, floor } => {
                 write!(f, "matched with topic score {score:.2} (the topic's floor today: {floor:.2})")
             }
-            TopicOutcome::BelowFloor { score, floor, matched } => {
+            TopicOutcome::BelowFloor { score, floor, matched, meaning } => {
                 write!(
                     f,
                     "too little topic evidence: topic score {score:.2} is below the topic's floor {floor:.2}"
@@ -167,7 +197,10 @@ impl fmt::Display for OutcomeLine<'_> {
                 if !parts.is_empty() {
                     write!(f, " (matched {})", parts.join(", "))?;
                 }
-                Ok(())
+                match meaning {
+                    Some(closeness) => write!(f, "; {closeness}"),
+                    None => Ok(()),
+                }
             }
             TopicOutcome::Excluded { term } => {
                 write!(f, "excluded by term \"{term}\"")?;
@@ -178,10 +211,14 @@ impl fmt::Display for OutcomeLine<'_> {
                 of(f)?;
                 write!(f, " (needs one of: {})", require.join(", "))
             }
-            TopicOutcome::NoMatch => {
+            TopicOutcome::NoMatch { meaning } => {
                 write!(f, "no keyword, author, category or liked paper")?;
                 of(f)?;
-                write!(f, " matched")
+                write!(f, " matched")?;
+                match meaning {
+                    Some(closeness) => write!(f, ", and {closeness}"),
+                    None => Ok(()),
+                }
             }
             TopicOutcome::BelowTopicMinScore { score, min_score } => {
                 write!(f, "topic score {score:.2} is below the topic's min_score {min_score:.2}")

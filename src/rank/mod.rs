@@ -28,7 +28,7 @@ mod meaning;
 mod topic;
 pub mod tuning;
 
-pub use explain::{Explanation, Score, TopicOutcome, TopicVerdict, Verdict};
+pub use explain::{Closeness, Explanation, Score, TopicOutcome, TopicVerdict, Verdict};
 pub use meaning::{Meanings, MeaningsError};
 
 use crate::model::{Paper, PaperId, Ranked};
@@ -1425,10 +1425,17 @@ mod tests {
         assert!(e.to_string().contains("similar in meaning"), "{e}");
         let TopicOutcome::Matched { score, floor } = e.topics[0].outcome else { panic!("{e}") };
         assert!(score >= floor && score <= tuning::MEANING_WEIGHT * floor + 1e-9, "{e}");
-        assert!(matches!(
-            with.explain(&sub, &PaperId("6".into()), &none).topics[0].outcome,
-            TopicOutcome::NoMatch
-        ));
+        // The protein paper is far in meaning, and explain says by how much.
+        let protein = with.explain(&sub, &PaperId("6".into()), &none);
+        let TopicOutcome::NoMatch { meaning: Some(closeness) } = protein.topics[0].outcome else {
+            panic!("{protein}")
+        };
+        assert!(closeness.cosine < closeness.median, "{protein}");
+        assert!(protein.to_string().contains("not close enough in meaning: cosine "), "{protein}");
+        // Without a model, nothing is said of meaning, in text or JSON.
+        let plain = index(&papers, &topics).explain(&sub, &PaperId("6".into()), &none);
+        assert_eq!(plain.topics[0].outcome, TopicOutcome::NoMatch { meaning: None });
+        assert!(!serde_json::to_string(&plain).unwrap().contains("meaning"), "{plain}");
         assert!(matches!(
             with.explain(&sub, &PaperId("7".into()), &none).topics[0].outcome,
             TopicOutcome::Excluded { .. }

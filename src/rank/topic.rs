@@ -9,7 +9,7 @@
 
 use super::analyze::Name;
 use super::corpus::{ABSTRACT, Corpus, DocTf, TITLE, sparse_dot};
-use super::explain::TopicOutcome;
+use super::explain::{Closeness, TopicOutcome};
 use super::meaning::MeaningCore;
 use super::tuning;
 use crate::model::Topic;
@@ -659,7 +659,7 @@ impl CompiledTopic {
             return Err(TopicOutcome::Excluded { term: term.clone() });
         }
         if contributions.is_empty() {
-            return Err(TopicOutcome::NoMatch);
+            return Err(TopicOutcome::NoMatch { meaning: self.closeness(corpus, doc) });
         }
         if !self.require.is_empty() && !self.require.iter().any(|(_, p)| present(p)) {
             return Err(TopicOutcome::MissingRequired {
@@ -672,7 +672,7 @@ impl CompiledTopic {
                 contributions.iter().filter(|c| c.kind == Kind::Related).map(|c| c.term).collect();
             related.dedup();
             if related.len() < tuning::RELATED_MIN_MATCHED {
-                return Err(TopicOutcome::NoMatch);
+                return Err(TopicOutcome::NoMatch { meaning: self.closeness(corpus, doc) });
             }
         }
         Ok(contributions.iter().map(|c| c.value).sum())
@@ -688,12 +688,25 @@ impl CompiledTopic {
                 contributions.iter().map(|c| (c.term, c.field, c.value, c.alone)).collect();
             parts.sort_by(|a, b| b.2.total_cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
             let matched = self.output(&parts);
-            return TopicOutcome::BelowFloor { score, floor: self.floor, matched };
+            return TopicOutcome::BelowFloor {
+                score,
+                floor: self.floor,
+                matched,
+                meaning: self.closeness(corpus, doc),
+            };
         }
         match self.min_score {
             Some(min_score) if score < min_score => TopicOutcome::BelowTopicMinScore { score, min_score },
             _ => TopicOutcome::Matched { score, floor: self.floor },
         }
+    }
+
+    /// How close in meaning `doc` is, for explaining why that did not count: `None`
+    /// without a model, or when it did count (it is then a match of its own).
+    fn closeness(&self, corpus: &Corpus, doc: u32) -> Option<Closeness> {
+        let (core, _, _) = self.meaning.as_ref()?;
+        let cosine = core.similarity(corpus.meanings.as_ref()?, doc);
+        (cosine < core.typical || cosine <= 0.0).then_some(Closeness { cosine, median: core.typical })
     }
 
     /// What lifted `doc` in meaning, with the numbers, short enough for a digest's chip:
