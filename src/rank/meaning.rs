@@ -216,6 +216,31 @@ mod tests {
 
     proptest! {
         #[test]
+        fn any_vectors_from_a_model_are_accepted_as_unit_rows_or_refused_naming_the_paper(
+            rows in proptest::collection::vec(
+                proptest::collection::vec(prop_oneof![Just(f32::NAN), Just(f32::INFINITY), -1e6f32..1e6], 0..5),
+                0..8,
+            ),
+        ) {
+            let n = rows.len();
+            let dim = rows.first().map_or(0, Vec::len);
+            let first_bad = rows.iter().position(|r| r.len() != dim || r.iter().any(|x| !x.is_finite()));
+            match Meanings::new(rows, n) {
+                Ok(m) => {
+                    prop_assert!(first_bad.is_none());
+                    for doc in 0..n as u32 {
+                        let norm: f64 = m.row(doc).iter().map(|x| f64::from(*x).powi(2)).sum();
+                        prop_assert!(norm < 1e-9 || (norm - 1.0).abs() < 1e-3, "{norm}");
+                    }
+                }
+                Err(MeaningsError::Dimensions { paper, .. } | MeaningsError::NotFinite { paper }) => {
+                    prop_assert_eq!(Some(paper), first_bad);
+                }
+                Err(e) => prop_assert!(false, "{e}"),
+            }
+        }
+
+        #[test]
         fn any_finite_vectors_give_similarities_in_range_and_values_within_the_weight(
             rows in proptest::collection::vec(proptest::collection::vec(-1.0f32..1.0, 4), 3..12),
         ) {
