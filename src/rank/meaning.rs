@@ -141,15 +141,7 @@ impl MeaningCore {
 
     /// Cosine similarity of `doc` to the centroid of the members other than itself.
     pub(crate) fn similarity(&self, meanings: &Meanings, doc: u32) -> f64 {
-        let mut dot = meanings.dot(&self.centroid, doc);
-        let mut norm2 = self.norm2;
-        if let Ok(i) = self.members.binary_search_by_key(&doc, |m| m.0) {
-            // Leave the paper out: |c - w·v|² = |c|² - 2w(c·v) + w² for a unit v.
-            let w = self.members[i].1;
-            norm2 = norm2 - 2.0 * w * dot + w * w;
-            dot -= w;
-        }
-        if norm2 <= 1e-12 { 0.0 } else { dot / norm2.sqrt() }
+        cosine_leaving_out(meanings.dot(&self.centroid, doc), self.norm2, &self.members, doc)
     }
 
     /// What closeness in meaning adds to `doc`'s topic score, in units of the day's
@@ -164,6 +156,19 @@ impl MeaningCore {
             if self.best > self.typical { (s - self.typical) / (self.best - self.typical) } else { 1.0 };
         1.0 + (tuning::MEANING_WEIGHT - 1.0) * above.clamp(0.0, 1.0)
     }
+}
+
+/// The cosine of a unit vector `v` (of paper `doc`) to a centroid `c` of unit vectors,
+/// given `c·v` and `|c|²`, with `doc` left out of `c` when it is one of its `members`
+/// (sorted by paper, with their weights): |c - w·v|² = |c|² - 2w(c·v) + w². A paper is
+/// never measured against itself. Shared by the TF-IDF core and the meaning core.
+pub(crate) fn cosine_leaving_out(mut dot: f64, mut norm2: f64, members: &[(u32, f64)], doc: u32) -> f64 {
+    if let Ok(i) = members.binary_search_by_key(&doc, |m| m.0) {
+        let w = members[i].1;
+        norm2 = norm2 - 2.0 * w * dot + w * w;
+        dot -= w;
+    }
+    if norm2 <= 1e-12 { 0.0 } else { dot / norm2.sqrt() }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 use super::analyze::Name;
 use super::corpus::{ABSTRACT, Corpus, DocTf, TITLE, sparse_dot};
 use super::explain::{Closeness, TopicOutcome};
-use super::meaning::MeaningCore;
+use super::meaning::{MeaningCore, cosine_leaving_out};
 use super::tuning;
 use crate::model::Topic;
 use crate::model::{Field, Match, Paper, PaperId};
@@ -70,15 +70,7 @@ impl Core {
         if v.is_empty() || self.sum.is_empty() {
             return 0.0;
         }
-        let mut dot = sparse_dot(&self.sum, v);
-        let mut norm2 = self.norm2;
-        if let Ok(i) = self.members.binary_search_by_key(&doc, |m| m.0) {
-            // Leave the paper out: |c - w·v|² = |c|² - 2w(c·v) + w² for a unit v.
-            let w = self.members[i].1;
-            norm2 = norm2 - 2.0 * w * dot + w * w;
-            dot -= w;
-        }
-        if norm2 <= 1e-12 { 0.0 } else { dot / norm2.sqrt() }
+        cosine_leaving_out(sparse_dot(&self.sum, v), self.norm2, &self.members, doc)
     }
 
     /// What nearness adds to a paper with other evidence: `scale × similarity / best`,
