@@ -766,9 +766,19 @@ fn check_database(cfg: &Config) -> Result<()> {
     super::database_folder(cfg, false)
 }
 
+/// Loads the embedding model, if one is configured, and embeds the sample papers with it:
+/// its folder and its vectors' dimensions.
+fn check_embedding_model(cfg: &Config, now: DateTime<Utc>) -> Result<Option<(std::path::PathBuf, usize)>> {
+    let Some(dir) = &cfg.digest.embedding_model else { return Ok(None) };
+    let model = crate::meaning::Model::load(dir).map_err(|e| super::plan::model_error(cfg, &e))?;
+    let meanings = model.embed(&sample_papers(now)).map_err(|e| super::plan::model_error(cfg, &e))?;
+    Ok(Some((dir.clone(), meanings.dim())))
+}
+
 pub(crate) async fn check(cfg: &Config, connect: bool, now: DateTime<Utc>) -> Result<u8> {
     check_templates(cfg, now)?;
     check_database(cfg)?;
+    let model = check_embedding_model(cfg, now)?;
     if cfg.mail.transport == crate::config::TransportKind::Smtp
         && let Some(smtp) = &cfg.mail.smtp
     {
@@ -799,6 +809,13 @@ pub(crate) async fn check(cfg: &Config, connect: bool, now: DateTime<Utc>) -> Re
                 |d| format!("{} and the built-in templates", d.display())
             )
         )?;
+        if let Some((dir, dim)) = &model {
+            writeln!(
+                out,
+                "embedding model ok: {} ({dim} dimensions, sample papers embedded)",
+                dir.display()
+            )?;
+        }
         if let Some(w) = &warning {
             writeln!(out, "{w}")?;
         }

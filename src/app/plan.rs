@@ -154,7 +154,7 @@ pub(super) fn papers_for<'i>(
 
 /// A model that cannot be read or used fails the run before anything is recorded, as
 /// the configuration's fault: the key names it and the message says what is wrong.
-fn model_error(cfg: &Config, e: &ModelError) -> Error {
+pub(super) fn model_error(cfg: &Config, e: &ModelError) -> Error {
     Error::Config {
         path: cfg.path.clone(),
         line: None,

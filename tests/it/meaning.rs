@@ -157,7 +157,18 @@ mod with_the_feature {
         let site = site(&http.url(), smtp.port());
         let weights = site.path("model/model.safetensors");
         let bytes = std::fs::read(&weights).unwrap();
+        let out = site.run(&["check"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert!(
+            stdout(&out).contains("embedding model ok: ") && stdout(&out).contains("(3 dimensions"),
+            "{}",
+            stdout(&out)
+        );
         std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+        // `check` finds it before a run would.
+        let out = site.run(&["check"]);
+        assert_eq!(code(&out), 78, "{}", stderr(&out));
+        assert!(stderr(&out).contains("digest.embedding_model"), "{}", stderr(&out));
         let out = site.run(&["run"]);
         assert_eq!(code(&out), 78, "{}", stderr(&out));
         let err = stderr(&out);
